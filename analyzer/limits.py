@@ -1,0 +1,31 @@
+"""Every bound wsdiag puts on memory and work, in one place, so hostile input cannot grow them.
+
+Defaults follow the tools users already trust (libpcap's record size, Zeek's and Suricata's
+reassembly caps, websockets' header limits); see ../shared/docs/reliability.md §3.5.
+Hitting a limit is always recorded as a named anomaly, never a silent drop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_record_bytes: int = 262_144  # libpcap's largest packet; bigger records are damage
+    max_block_bytes: int = 16 * 1024 * 1024  # libpcap's largest pcapng block
+    max_flows: int = 65_536  # tracked TCP connections; the oldest idle ones are evicted past this
+    max_head_bytes: int = 64 * 1024  # HTTP head buffered per direction before giving up
+    max_headers: int = 1_000  # header lines kept per message
+    max_body_bytes: int = 64 * 1024  # HTTP body kept (OTA JSON, error pages)
+    max_ooo_bytes: int = 256 * 1024  # out-of-order bytes buffered per direction
+    max_stream_bytes: int = 1024 * 1024  # bytes of one direction looked at in all (head + frames)
+    max_frames: int = 16  # WebSocket frames kept per handshake and direction
+    max_frame_payload: int = 4096  # bytes of each frame payload kept (after inflating)
+    max_inflate_bytes: int = 1024 * 1024  # output cap of permessage-deflate per message
+    idle_timeout_s: float = 300.0  # established flows with no packet for this long are closed
+    syn_timeout_s: float = 60.0  # half-open flows (SYN only) expire sooner
+    max_anomaly_samples: int = 25  # per anomaly name; further ones are only counted
+
+
+DEFAULT_LIMITS = Limits()

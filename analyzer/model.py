@@ -1,0 +1,287 @@
+"""The data types that flow through wsdiag, one per concept.
+
+Data moves one way: a source yields `Segment`s, the TCP reassembler turns them into in-order
+stream bytes, the handshake tracker builds `Handshake`s (and `OtaExchange`s), the rules attach
+`Finding`s, and reporters render a `Report`. Nothing here imports scapy, rich or typer, so every
+stage can be tested with plain values.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One side of a TCP connection. `ip` is the textual address (IPv6 in compressed form)."""
+
+    ip: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+
+
+class TcpFlags(enum.IntFlag):
+    FIN = 0x01
+    SYN = 0x02
+    RST = 0x04
+    PSH = 0x08
+    ACK = 0x10
+    URG = 0x20
+    ECE = 0x40
+    CWR = 0x80
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One captured TCP segment, already stripped of link and IP layers.
+
+    `frame` is 1-based and equals Wireshark's frame number, so a user can jump to it.
+    `ts_ns` is kept as integer nanoseconds: a float loses sub-microsecond precision today.
+    """
+
+    frame: int
+    ts_ns: int
+    src: Endpoint
+    dst: Endpoint
+    seq: int
+    ack: int
+    flags: int
+    payload: bytes
+    src_mac: str | None = None
+    dst_mac: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """Something odd in the input that was read past (a Zeek 'weird').
+
+    `name` is a stable kebab-case id (e.g. `capture-truncated`, `rexmit-inconsistency`);
+    `detail` is human text with no captured secrets in it.
+    """
+
+    name: str
+    detail: str = ""
+    frame: int | None = None
+
+
+Header = tuple[str, str]
+"""A header as seen on the wire: name and value decoded as latin-1 (lossless), casing kept."""
+
+
+def header_values(headers: tuple[Header, ...], name: str) -> list[str]:
+    """All values of `name` (case-insensitive), in wire order."""
+    lname = name.lower()
+    return [v for n, v in headers if n.lower() == lname]
+
+
+def header_first(headers: tuple[Header, ...], name: str) -> str | None:
+    values = header_values(headers, name)
+    return values[0] if values else None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    target: str
+    version: str
+    headers: tuple[Header, ...]
+    body: bytes = b""
+    body_truncated: bool = False
+    ts_ns: int = 0
+    frames: tuple[int, ...] = ()
+    anomalies: tuple[str, ...] = ()
+
+    def header(self, name: str) -> str | None:
+        return header_first(self.headers, name)
+
+    def headers_named(self, name: str) -> list[str]:
+        return header_values(self.headers, name)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    version: str
+    status: int
+    reason: str
+    headers: tuple[Header, ...]
+    body: bytes = b""
+    body_truncated: bool = False
+    ts_ns: int = 0
+    frames: tuple[int, ...] = ()
+    anomalies: tuple[str, ...] = ()
+
+    def header(self, name: str) -> str | None:
+        return header_first(self.headers, name)
+
+    def headers_named(self, name: str) -> list[str]:
+        return header_values(self.headers, name)
+
+
+class Opcode(enum.IntEnum):
+    CONTINUATION = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+
+@dataclass(frozen=True, slots=True)
+class WsFrame:
+    """One WebSocket frame seen after a 101.
+
+    `payload` is unmasked, inflated when permessage-deflate compressed it (`inflated`), and cut
+    to a limit (`truncated`). `length` is the payload length announced on the wire.
+    """
+
+    direction: str  # "client" (client to server) or "server"
+    ts_ns: int
+    frame: int | None
+    fin: bool
+    rsv1: bool
+    rsv2: bool
+    rsv3: bool
+    opcode: int
+    masked: bool
+    length: int
+    payload: bytes
+    truncated: bool = False
+    inflated: bool = False
+    close_code: int | None = None
+    close_reason: str | None = None
+    anomalies: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str | None:
+        """The payload as text when it is a text frame (or a close reason), else None."""
+        if self.opcode == Opcode.TEXT:
+            return self.payload.decode("utf-8", "replace")
+        return None
+
+
+class Outcome(enum.StrEnum):
+    UPGRADED = "upgraded"
+    REJECTED = "rejected"
+    NO_RESPONSE = "no-response"
+    RESET = "reset"
+    NOT_HTTP = "not-http"
+
+
+class Payload(enum.StrEnum):
+    """What the first bytes of one direction of a connection looked like."""
+
+    NONE = "none"
+    HTTP = "http"
+    TLS = "tls"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Transport:
+    """What TCP did around the handshake: the facts the no-answer verdicts rest on."""
+
+    syn: bool = False
+    syn_ack: bool = False
+    client_fin: bool = False
+    server_fin: bool = False
+    client_rst: bool = False
+    server_rst: bool = False
+    midstream: bool = False
+    client_payload: Payload = Payload.NONE
+    server_payload: Payload = Payload.NONE
+    client_bytes: int = 0
+    server_bytes: int = 0
+    first_ns: int = 0
+    last_ns: int = 0
+    syn_retries: int = 0
+    gaps: int = 0
+    tls_alert: tuple[int, int] | None = None  # (level, description) of a TLS alert the server sent
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """One WebSocket (or other HTTP upgrade) attempt: a TCP connection and what it carried."""
+
+    tcp_stream: int
+    client: Endpoint
+    server: Endpoint
+    transport: Transport
+    request: HttpRequest | None
+    response: HttpResponse | None
+    frames: tuple[WsFrame, ...] = ()
+    client_mac: str | None = None
+    server_mac: str | None = None
+    anomalies: tuple[Anomaly, ...] = ()
+
+    @property
+    def start_ns(self) -> int:
+        return self.transport.first_ns
+
+    @property
+    def outcome(self) -> Outcome:
+        r, t = self.response, self.transport
+        if r is not None:
+            return Outcome.UPGRADED if r.status == 101 else Outcome.REJECTED
+        if t.client_payload == Payload.TLS or t.server_payload in (Payload.TLS, Payload.OTHER):
+            return Outcome.NOT_HTTP
+        if t.server_rst:
+            return Outcome.RESET
+        return Outcome.NO_RESPONSE
+
+
+@dataclass(frozen=True, slots=True)
+class OtaExchange:
+    """A xiaozhi OTA check (`POST …/ota/`) and its answer, kept to correlate with the WebSocket."""
+
+    tcp_stream: int
+    client: Endpoint
+    server: Endpoint
+    request: HttpRequest
+    response: HttpResponse | None
+    client_mac: str | None = None
+
+
+class Severity(enum.StrEnum):
+    ERROR = "error"  # this is (or will be) why the connection is refused
+    WARNING = "warning"  # may be refused, depending on the server or a proxy
+    INFO = "info"  # context worth knowing
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A rule's verdict on one handshake: what is wrong, the evidence, and the fix."""
+
+    code: str
+    name: str
+    severity: Severity
+    message: str
+    evidence: str
+    fix: str
+    rank: int = 100  # lower = more likely the root cause; orders the causes of a failure
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """A handshake with the findings the rules attached. `findings[0]` is the verdict when failed."""
+
+    handshake: Handshake
+    findings: tuple[Finding, ...] = ()
+    cause: Finding | None = None
+    reproduce: str | None = None
+
+
+@dataclass(slots=True)
+class InputSummary:
+    """What reading one input gave: counts and anomalies, filled as the source is read."""
+
+    path: str
+    format: str = "unknown"
+    packets: int = 0
+    tcp_segments: int = 0
+    bytes_read: int = 0
+    anomalies: list[Anomaly] = field(default_factory=list)
+    readable_to_end: bool = True
+    error: str | None = None
