@@ -198,7 +198,10 @@ class Transport:
     last_ns: int = 0
     syn_retries: int = 0
     gaps: int = 0
-    tls_alert: tuple[int, int] | None = None  # (level, description) of a TLS alert the server sent
+    tls_server_hello: bool = False  # the server answered a ClientHello with a ServerHello
+    tls_alert: tuple[int, int] | None = None  # (level, description) of the first plaintext TLS alert
+    tls_alert_by: str | None = None  # "client" or "server": who sent that alert
+    tls_sni: str | None = None  # server name the ClientHello asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,3 +288,23 @@ class InputSummary:
     anomalies: list[Anomaly] = field(default_factory=list)
     readable_to_end: bool = True
     error: str | None = None
+
+
+@dataclass(slots=True)
+class Report:
+    """Everything one input gave: its summary, the diagnosed handshakes and the OTA exchanges."""
+
+    input: InputSummary
+    diagnoses: list[Diagnosis] = field(default_factory=list)
+    otas: list[OtaExchange] = field(default_factory=list)
+    connections: int = 0
+    tls_sessions: int = 0
+
+    @property
+    def failed(self) -> list[Diagnosis]:
+        return [d for d in self.diagnoses if is_failure(d)]
+
+
+def is_failure(d: Diagnosis) -> bool:
+    """A handshake failed when it was not upgraded, or was upgraded and then refused in-band."""
+    return d.cause is not None or d.handshake.outcome is not Outcome.UPGRADED

@@ -1,0 +1,422 @@
+"""One TCP connection at a time: who is the client, what each side spoke, and the upgrade attempts.
+
+`Conversation` is sans-I/O: fed `Segment`s of one connection, it reassembles both directions
+(`tcp.StreamReassembler`), reads HTTP out of them (`http_stream.MessageReader`), pairs requests
+with answers, decodes the WebSocket frames after a 101 (`wsframes.FrameDecoder`), and finally
+yields `Handshake`s and `OtaExchange`s. It keeps the wire truth (header order, casing, duplicates,
+gaps) and bounds everything it keeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from analyzer import http1, tlsinfo
+from analyzer.http_stream import Message, MessageReader, Mode, is_upgrade_request
+from analyzer.limits import DEFAULT_LIMITS, Limits
+from analyzer.model import (
+    Anomaly,
+    Endpoint,
+    Handshake,
+    HttpRequest,
+    HttpResponse,
+    OtaExchange,
+    Payload,
+    Segment,
+    TcpFlags,
+    Transport,
+    WsFrame,
+)
+from analyzer.tcp import Piece, StreamReassembler
+from analyzer.wsframes import FrameDecoder, negotiated_deflate
+
+SETTLE_NS = 5_000_000_000  # after an answer, capture time we wait for frames/close before reporting
+MAX_ATTEMPTS = 64  # upgrade attempts kept per connection
+
+
+def is_attempt(req: HttpRequest) -> bool:
+    """Is this request a WebSocket (or other upgrade) attempt? Decided by content, never by port.
+
+    Broken attempts are what we diagnose, so anything that smells of one counts: an Upgrade header,
+    a Sec-WebSocket-* header, an `upgrade` Connection token, or a GET carrying the xiaozhi identity
+    headers or path (a proxy may have stripped the upgrade headers on the way).
+    """
+    for name, value in req.headers:
+        lname = name.lower()
+        if lname == "upgrade" or lname.startswith("sec-websocket-"):
+            return True
+        if lname == "connection" and "upgrade" in value.lower():
+            return True
+    if req.method.upper() == "GET":
+        if req.target.startswith("/xiaozhi/v1") or "/xiaozhi/v1" in req.target[:200]:
+            return True
+        names = {n.lower() for n, _ in req.headers}
+        if "device-id" in names and "protocol-version" in names:
+            return True
+    return False
+
+
+def is_ota(req: HttpRequest) -> bool:
+    return "/ota" in req.target.lower().split("?")[0]
+
+
+@dataclass(slots=True)
+class _Side:
+    stream: StreamReassembler
+    syn: bool = False
+    fin: bool = False
+    rst: bool = False
+    nbytes: int = 0
+    payload: Payload = Payload.NONE
+    head_bytes: bytearray = field(default_factory=bytearray)  # first bytes, for TLS sniffing
+    mac: str | None = None
+    seek_budget: int = 64  # mid-stream pieces we look at for the start of an HTTP message
+
+
+@dataclass(slots=True)
+class _Attempt:
+    request: HttpRequest | None
+    response: HttpResponse | None = None
+    frames: list[WsFrame] = field(default_factory=list)
+    answered_ns: int = 0
+    ota: bool = False
+    done: bool = False
+
+
+class Conversation:
+    """All we track for one TCP connection (one `tcp.stream`)."""
+
+    def __init__(self, tcp_stream: int, first: Segment, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.tcp_stream = tcp_stream
+        self.limits = limits
+        self.a, self.b = first.src, first.dst
+        self.sides = {
+            first.src: _Side(StreamReassembler(limits.max_ooo_bytes)),
+            first.dst: _Side(StreamReassembler(limits.max_ooo_bytes)),
+        }
+        self.client: Endpoint | None = None
+        self.first_ns = first.ts_ns
+        self.last_ns = first.ts_ns
+        self.syn_seq: int | None = None
+        self.syn_retries = 0
+        self.closed = False
+        self.requests = MessageReader(True, limits)
+        self.responses = MessageReader(False, limits)
+        self.attempts: list[_Attempt] = []
+        self.unanswered: list[_Attempt | None] = []  # FIFO of requests awaiting answers
+        self.decoders: dict[str, FrameDecoder] = {}
+        self.anomalies: list[Anomaly] = []
+        self.upgraded = False
+
+    # ---- feeding -------------------------------------------------------------------------
+
+    def feed(self, seg: Segment) -> None:
+        self.last_ns = max(self.last_ns, seg.ts_ns)
+        side, peer = self.sides[seg.src], self.sides[seg.dst]
+        if seg.src_mac and side.mac is None:
+            side.mac = seg.src_mac
+        flags = seg.flags
+        if flags & TcpFlags.SYN:
+            self._syn(seg, side)
+        if flags & TcpFlags.RST:
+            side.rst = True
+        if seg.payload:
+            if self.client is None:
+                self._guess_roles(seg)
+            for piece in side.stream.feed(seg.seq, seg.payload, seg.ts_ns, seg.frame):
+                self._piece(seg.src, piece)
+        if flags & TcpFlags.ACK and peer.stream.started and not peer.stream.discard:
+            for piece in peer.stream.acked(seg.ack):
+                self._piece(seg.dst, piece)
+        if flags & TcpFlags.FIN and not side.fin:
+            side.fin = True
+            self._end_direction(seg.src)
+
+    @property
+    def closed_both(self) -> bool:
+        a, b = self.sides[self.a], self.sides[self.b]
+        return (a.fin and b.fin) or a.rst or b.rst
+
+    def wants_new_stream(self, seg: Segment) -> bool:
+        """A fresh SYN on a finished connection (port reuse) starts a new `tcp.stream`, like tshark."""
+        syn_only = seg.flags & (TcpFlags.SYN | TcpFlags.ACK) == TcpFlags.SYN
+        if not syn_only:
+            return False
+        if self.closed_both:
+            return True
+        return self.syn_seq is not None and seg.seq != self.syn_seq and self._has_data()
+
+    def _has_data(self) -> bool:
+        return any(s.nbytes for s in self.sides.values())
+
+    def _syn(self, seg: Segment, side: _Side) -> None:
+        if not seg.flags & TcpFlags.ACK:
+            if side.syn and self.syn_seq == seg.seq:
+                self.syn_retries += 1
+            self.syn_seq = seg.seq
+            if self.client is None:
+                self.client = seg.src
+        elif self.client is None:
+            self.client = seg.dst
+        side.syn = True
+        side.stream.syn(seg.seq)
+
+    def _guess_roles(self, seg: Segment) -> None:
+        """No SYN seen: the side that sends a request (or ClientHello) is the client."""
+        data = seg.payload
+        if http1.looks_like_request(data) or (tlsinfo.is_tls_record(data) and data[5:6] == b"\x01"):
+            self.client = seg.src
+        elif http1.looks_like_response(data) or (tlsinfo.is_tls_record(data) and data[5:6] == b"\x02"):
+            self.client = seg.dst
+        else:
+            self.client = seg.src if seg.src.port > seg.dst.port else seg.dst
+
+    def _piece(self, src: Endpoint, piece: Piece) -> None:
+        from_client = src == self.client
+        side = self.sides[src]
+        if piece.gap:
+            self._gap(from_client, piece.gap, piece.frame)
+        if not piece.data:
+            return
+        if side.payload is Payload.NONE:
+            side.payload = self._classify(piece.data, from_client)
+        side.nbytes += len(piece.data)
+        if len(side.head_bytes) < 4096:
+            side.head_bytes += piece.data[: 4096 - len(side.head_bytes)]
+        decoder = self.decoders.get("client" if from_client else "server")
+        if decoder is not None:
+            self._frames(decoder, piece.data, piece.ts_ns, piece.frame)
+            return
+        reader = self.requests if from_client else self.responses
+        if side.payload is Payload.OTHER and not side.syn and side.seek_budget > 0:
+            side.seek_budget -= 1  # captured mid-stream: a later segment may start a message
+            if reader.starts_message(piece.data):
+                side.payload = Payload.HTTP
+        if side.payload is not Payload.HTTP:
+            if len(side.head_bytes) >= 4096 and (side.syn or side.seek_budget <= 0):
+                side.stream.discard = True
+            return
+        for msg in reader.feed(piece.data, piece.ts_ns, piece.frame):
+            self._message(from_client, msg)
+        if reader.mode is Mode.STOPPED and not self.decoders:
+            side.stream.discard = True
+
+    @staticmethod
+    def _classify(data: bytes, from_client: bool) -> Payload:
+        if http1.looks_like_request(data) if from_client else http1.looks_like_response(data):
+            return Payload.HTTP
+        if tlsinfo.is_tls_record(data):
+            return Payload.TLS
+        return Payload.OTHER
+
+    def _gap(self, from_client: bool, nbytes: int, frame: int) -> None:
+        self.anomalies.append(Anomaly("content-gap", f"{nbytes} bytes not captured", frame or None))
+        decoder = self.decoders.get("client" if from_client else "server")
+        if decoder is not None:
+            self.decoders.pop("client" if from_client else "server")
+            self.anomalies.append(Anomaly("gap-in-websocket-frames", "", frame or None))
+            return
+        (self.requests if from_client else self.responses).gap(nbytes)
+
+    def _end_direction(self, src: Endpoint) -> None:
+        side = self.sides[src]
+        for piece in side.stream.flush():
+            self._piece(src, piece)
+        if side.payload is Payload.HTTP:
+            from_client = src == self.client
+            reader = self.requests if from_client else self.responses
+            for msg in reader.end():
+                self._message(from_client, msg)
+
+    # ---- HTTP messages ---------------------------------------------------------------------
+
+    def _message(self, from_client: bool, msg: Message) -> None:
+        if from_client:
+            self._request(msg)
+        else:
+            self._response(msg)
+
+    def _request(self, msg: Message) -> None:
+        method, target, version = msg.head.start
+        req = HttpRequest(
+            method, target, version, msg.head.headers, msg.body, msg.body_truncated,
+            msg.ts_ns, msg.frames, msg.anomalies,
+        )
+        attempt: _Attempt | None = None
+        if (is_attempt(req) or is_ota(req)) and len(self.attempts) < MAX_ATTEMPTS:
+            attempt = _Attempt(req, ota=is_ota(req) and not is_attempt(req))
+            self.attempts.append(attempt)
+        self.unanswered.append(attempt)
+
+    def _response(self, msg: Message) -> None:
+        version, _, reason = msg.head.start
+        status = http1.status_code(msg.head)
+        if 100 <= status < 200 and status != 101:
+            return
+        resp = HttpResponse(
+            version, status, reason, msg.head.headers, msg.body, msg.body_truncated,
+            msg.ts_ns, msg.frames, msg.anomalies,
+        )
+        if self.unanswered:
+            attempt = self.unanswered.pop(0)
+        elif (status == 101 or self._client_spoke_tls()) and len(self.attempts) < MAX_ATTEMPTS:
+            # a 101 whose request was before the capture began, or HTTP answering a ClientHello
+            attempt = _Attempt(None)
+            self.attempts.append(attempt)
+        else:
+            attempt = None
+        if attempt is not None:
+            attempt.response = resp
+            attempt.answered_ns = msg.ts_ns
+        if status == 101:
+            self._upgrade(resp)
+        elif self.requests.mode is Mode.HOLD:
+            for m in self._refeed_held():
+                self._request(m)
+
+    def _client_spoke_tls(self) -> bool:
+        return self.client is not None and self.sides[self.client].payload is Payload.TLS
+
+    def _refeed_held(self) -> list[Message]:
+        held = self.requests.release()
+        return self.requests.feed(held, self.last_ns, 0) if held else []
+
+    def _upgrade(self, resp: HttpResponse) -> None:
+        """After a 101 both directions carry WebSocket frames (if it was a WebSocket upgrade)."""
+        self.upgraded = True
+        server_rest = self.responses.stop()
+        client_rest = self.requests.stop()
+        is_ws = (resp.header("upgrade") or "").strip().lower() == "websocket"
+        if not is_ws:
+            for s in self.sides.values():
+                s.stream.discard = True
+            return
+        deflate = negotiated_deflate(resp.headers_named("sec-websocket-extensions"))
+        self.decoders = {
+            "client": FrameDecoder("client", deflate, self.limits),
+            "server": FrameDecoder("server", deflate, self.limits),
+        }
+        if server_rest:
+            self._frames(self.decoders["server"], server_rest, resp.ts_ns, resp.frames[-1] if resp.frames else 0)
+        if client_rest:
+            self._frames(self.decoders["client"], client_rest, resp.ts_ns, 0)
+
+    def _frames(self, decoder: FrameDecoder, data: bytes, ts_ns: int, frame: int) -> None:
+        self._attach_frames(decoder.feed(data, ts_ns, frame or None))
+        if decoder.done:
+            client = self.client or self.a
+            side = self.sides[client if decoder is self.decoders.get("client") else self._server()]
+            side.stream.discard = True
+
+    def _attach_frames(self, frames: list[WsFrame]) -> None:
+        target = next((a for a in reversed(self.attempts) if a.response and a.response.status == 101), None)
+        if target is not None:
+            target.frames.extend(frames)
+
+    def _server(self) -> Endpoint:
+        return self.b if self.client == self.a else self.a
+
+    # ---- results ---------------------------------------------------------------------------
+
+    def transport(self) -> Transport:
+        client = self.client or self.a
+        server = self._server() if self.client else self.b
+        c, s = self.sides[client], self.sides[server]
+        tls_c = tlsinfo.read_records(bytes(c.head_bytes)) if c.payload is Payload.TLS else None
+        tls_s = tlsinfo.read_records(bytes(s.head_bytes)) if s.payload is Payload.TLS else None
+        alert, alert_by = None, None
+        if tls_s and tls_s.alert:
+            alert, alert_by = tls_s.alert, "server"
+        elif tls_c and tls_c.alert:
+            alert, alert_by = tls_c.alert, "client"
+        return Transport(
+            syn=c.syn,
+            syn_ack=s.syn,
+            client_fin=c.fin,
+            server_fin=s.fin,
+            client_rst=c.rst,
+            server_rst=s.rst,
+            midstream=not (c.syn or s.syn),
+            client_payload=c.payload,
+            server_payload=s.payload,
+            client_bytes=c.stream.next_offset,
+            server_bytes=s.stream.next_offset,
+            first_ns=self.first_ns,
+            last_ns=self.last_ns,
+            syn_retries=self.syn_retries,
+            gaps=c.stream.gaps + s.stream.gaps,
+            tls_server_hello=bool(tls_s and tls_s.server_hello),
+            tls_alert=alert,
+            tls_alert_by=alert_by,
+            tls_sni=tls_c.sni if tls_c else None,
+        )
+
+    def ready(self, now_ns: int) -> bool:
+        """Can this connection's attempts be reported now (live mode reports before the end)?"""
+        if self.closed_both or not self.attempts:
+            return self.closed_both
+        return all(a.response is not None and now_ns - a.answered_ns > SETTLE_NS for a in self.attempts)
+
+    def finish(self) -> tuple[list[Handshake], list[OtaExchange], Transport]:
+        """Flushes both directions and builds the results. Call once, when the connection is done."""
+        for ep in (self.a, self.b):
+            side = self.sides[ep]
+            for piece in side.stream.flush():
+                self._piece(ep, piece)
+            if not side.fin and side.payload is Payload.HTTP:
+                from_client = ep == self.client
+                reader = self.requests if from_client else self.responses
+                if reader.mode is Mode.UNTIL_CLOSE:
+                    for msg in reader.end():
+                        self._message(from_client, msg)
+        for direction, decoder in self.decoders.items():
+            leftovers = decoder.finish()
+            if leftovers:
+                self._attach_frames(leftovers)
+            if decoder.stop_reason == "max-frames" and decoder.ignored_bytes:
+                self.anomalies.append(Anomaly("websocket-frame-limit", f"{direction}: later frames not decoded"))
+        transport = self.transport()
+        client = self.client or self.a
+        server = self._server() if self.client else self.b
+        anomalies = self._anomalies(client, server)
+        handshakes: list[Handshake] = []
+        otas: list[OtaExchange] = []
+        for att in self.attempts:
+            if att.ota and att.request is not None:
+                otas.append(
+                    OtaExchange(self.tcp_stream, client, server, att.request, att.response, self.sides[client].mac)
+                )
+                continue
+            handshakes.append(
+                Handshake(
+                    self.tcp_stream, client, server, transport, att.request, att.response,
+                    tuple(att.frames), self.sides[client].mac, self.sides[server].mac, anomalies,
+                )
+            )
+        if not handshakes and self._failed_without_http(transport):
+            handshakes.append(
+                Handshake(
+                    self.tcp_stream, client, server, transport, None, None, (),
+                    self.sides[client].mac, self.sides[server].mac, anomalies,
+                )
+            )
+        return handshakes, otas, transport
+
+    def _failed_without_http(self, t: Transport) -> bool:
+        """A connection that never carried HTTP but failed in a way worth naming (TLS or TCP)."""
+        if t.client_payload is Payload.TLS:
+            return not t.tls_server_hello
+        return t.client_payload is Payload.NONE and t.syn and (not t.syn_ack or t.server_rst)
+
+    def _anomalies(self, client: Endpoint, server: Endpoint) -> tuple[Anomaly, ...]:
+        out = list(self.anomalies)
+        for ep, who in ((client, "client"), (server, "server")):
+            side = self.sides[ep]
+            for name in dict.fromkeys(side.stream.anomalies):
+                out.append(Anomaly(name, f"{who} to {'server' if who == 'client' else 'client'}"))
+        for name in dict.fromkeys(self.requests.anomalies + self.responses.anomalies):
+            out.append(Anomaly(name))
+        return tuple(out[: self.limits.max_anomaly_samples])
+
+
+__all__ = ["Conversation", "is_attempt", "is_ota", "is_upgrade_request"]

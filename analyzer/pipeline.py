@@ -1,0 +1,167 @@
+"""Where the stages meet: segments → connections → handshakes → diagnoses. No I/O here.
+
+`ConnectionTable` owns the live `Conversation`s (bounded, expired by capture time, evicted when
+full) and numbers them like tshark's `tcp.stream`. `analyze_segments` drives a table over any
+iterable of `Segment`s — a file or a live interface — and hands the results to the rules.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from analyzer.handshake import Conversation
+from analyzer.limits import DEFAULT_LIMITS, Limits
+from analyzer.model import Anomaly, Handshake, InputSummary, OtaExchange, Payload, Segment
+
+Key = tuple[str, int, str, int]
+
+
+@dataclass(slots=True)
+class Harvest:
+    """What finished connections gave: handshakes, OTA exchanges, and silent failed connections."""
+
+    handshakes: list[Handshake] = field(default_factory=list)
+    otas: list[OtaExchange] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)
+    connections: int = 0
+    tls_sessions: int = 0
+
+
+class ConnectionTable:
+    """Tracks TCP connections in capture-time order of last activity (an LRU), within limits."""
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS, on_done: Callable[[Conversation], None] | None = None):
+        self.limits = limits
+        self.table: OrderedDict[Key, Conversation] = OrderedDict()
+        self.next_stream = 0
+        self.now_ns = 0
+        self.on_done = on_done
+        self.harvest = Harvest()
+        self._since_sweep = 0
+        self._evicted = 0
+
+    def feed(self, seg: Segment) -> None:
+        if seg.ts_ns > self.now_ns:
+            self.now_ns = seg.ts_ns
+        key = (seg.src.ip, seg.src.port, seg.dst.ip, seg.dst.port)
+        conv = self.table.get(key)
+        if conv is None:
+            conv = self.table.get((seg.dst.ip, seg.dst.port, seg.src.ip, seg.src.port))
+            if conv is not None:
+                key = (conv.a.ip, conv.a.port, conv.b.ip, conv.b.port)
+        if conv is not None and conv.wants_new_stream(seg):
+            self._done(key)
+            conv = None
+        if conv is None:
+            key = (seg.src.ip, seg.src.port, seg.dst.ip, seg.dst.port)
+            conv = Conversation(self.next_stream, seg, self.limits)
+            self.next_stream += 1
+            self.table[key] = conv
+            if len(self.table) > self.limits.max_flows:
+                self._evict()
+        else:
+            self.table.move_to_end(key)
+        conv.feed(seg)
+        self._since_sweep += 1
+        if self._since_sweep >= 1024:
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Finishes connections idle for longer than their timeout, in capture time."""
+        self._since_sweep = 0
+        idle = int(self.limits.idle_timeout_s * 1e9)
+        half_open = int(self.limits.syn_timeout_s * 1e9)
+        while self.table:
+            key, conv = next(iter(self.table.items()))
+            quiet = self.now_ns - conv.last_ns
+            limit = half_open if conv.closed_both or not conv.upgraded and not conv.attempts else idle
+            if quiet <= min(limit, idle):
+                break
+            self._done(key)
+        if self.on_done is not None:  # live: report answered attempts without waiting for the close
+            for key, conv in list(self.table.items()):
+                if conv.attempts and conv.ready(self.now_ns):
+                    self._done(key)
+
+    def flush(self) -> None:
+        while self.table:
+            self._done(next(iter(self.table)))
+
+    def _evict(self) -> None:
+        self._evicted += 1
+        if self._evicted == 1:
+            self.harvest.anomalies.append(
+                Anomaly("flow-table-full", f"more than {self.limits.max_flows} open connections; oldest closed early")
+            )
+        self._done(next(iter(self.table)))
+
+    def _done(self, key: Key) -> None:
+        conv = self.table.pop(key)
+        handshakes, otas, transport = conv.finish()
+        h = self.harvest
+        h.connections += 1
+        if transport.client_payload is Payload.TLS and transport.tls_server_hello:
+            h.tls_sessions += 1
+        h.handshakes.extend(handshakes)
+        h.otas.extend(otas)
+        if self.on_done is not None:
+            self.on_done(conv)
+
+
+def worth_reporting(hs: Handshake, attempt_ports: set[int], expect_port: int | None) -> bool:
+    """Connections with no HTTP at all are reported only where a WebSocket was expected.
+
+    A capture is full of failed TCP connections that have nothing to do with WebSockets; a SYN
+    that was never answered matters only on a port where upgrade attempts happen (seen in this
+    capture, announced by an OTA answer, or named with --expect-port), and TLS failures always do.
+    """
+    if hs.request is not None or hs.response is not None:
+        return True
+    if hs.transport.client_payload is Payload.TLS:
+        return True
+    return hs.server.port in attempt_ports or hs.server.port == expect_port
+
+
+def ota_ports(otas: Iterable[OtaExchange]) -> set[int]:
+    """Ports of the WebSocket URLs that OTA answers handed out (a device connects there next)."""
+    import json
+    from urllib.parse import urlsplit
+
+    ports: set[int] = set()
+    for ota in otas:
+        if ota.response is None:
+            continue
+        try:
+            url = json.loads(ota.response.body.decode("utf-8", "replace"))["websocket"]["url"]
+            parts = urlsplit(str(url))
+            ports.add(parts.port or (443 if parts.scheme == "wss" else 80))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return ports
+
+
+def select_handshakes(harvest: Harvest, expect_port: int | None) -> list[Handshake]:
+    ports = {h.server.port for h in harvest.handshakes if h.request is not None} | ota_ports(harvest.otas)
+    chosen = [h for h in harvest.handshakes if worth_reporting(h, ports, expect_port)]
+    chosen.sort(key=lambda h: (h.tcp_stream, h.request.ts_ns if h.request else 0))
+    return chosen
+
+
+def analyze_segments(segments: Iterable[Segment], limits: Limits = DEFAULT_LIMITS) -> Harvest:
+    table = ConnectionTable(limits)
+    for seg in segments:
+        table.feed(seg)
+    table.flush()
+    return table.harvest
+
+
+
+
+def analyze_path(path: str, config: object = None) -> object:
+    """Convenience for tests and scripts: `analyzer.run.analyze_path` (kept here by name)."""
+    from analyzer.config import Config
+    from analyzer.run import analyze_path as run_path
+
+    return run_path(path, config if isinstance(config, Config) else None)

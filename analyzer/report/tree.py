@@ -1,0 +1,258 @@
+"""The report as a plain JSON-ready tree: schema `wsdiag/1`, the contract scripts rely on.
+
+Field names here are fixed (see README "JSON schema"); new fields may be added, none renamed.
+Every string passes through the `Redactor` before it leaves, so no output format can leak a
+secret the others hide.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from analyzer import __version__
+from analyzer.model import (
+    Anomaly,
+    Diagnosis,
+    Finding,
+    Handshake,
+    HttpRequest,
+    HttpResponse,
+    InputSummary,
+    Opcode,
+    OtaExchange,
+    Report,
+    Transport,
+    WsFrame,
+    is_failure,
+)
+from analyzer.redact import Redactor
+
+SCHEMA = "wsdiag/1"
+
+
+def iso(ts_ns: int) -> str | None:
+    if not ts_ns:
+        return None
+    return datetime.fromtimestamp(ts_ns // 1_000_000_000, UTC).replace(
+        microsecond=(ts_ns // 1000) % 1_000_000
+    ).isoformat().replace("+00:00", "Z")
+
+
+def epoch(ts_ns: int) -> float | None:
+    return round(ts_ns / 1e9, 6) if ts_ns else None
+
+
+def text_of(data: bytes) -> tuple[str, str]:
+    """Body bytes as text: UTF-8 when valid, else latin-1 (lossless); and which it was."""
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
+
+
+def anomaly(a: Anomaly) -> dict[str, Any]:
+    return {"name": a.name, "detail": a.detail, "frame": a.frame}
+
+
+def request(r: HttpRequest | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    body, enc = text_of(r.body)
+    return {
+        "method": r.method,
+        "target": r.target,
+        "version": r.version,
+        "headers": [[n, v] for n, v in r.headers],
+        "body": body,
+        "body_encoding": enc,
+        "body_truncated": r.body_truncated,
+        "time": iso(r.ts_ns),
+        "epoch": epoch(r.ts_ns),
+        "frames": list(r.frames),
+        "anomalies": list(r.anomalies),
+    }
+
+
+def response(r: HttpResponse | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    body, enc = text_of(r.body)
+    return {
+        "status": r.status,
+        "reason": r.reason,
+        "version": r.version,
+        "headers": [[n, v] for n, v in r.headers],
+        "body": body,
+        "body_encoding": enc,
+        "body_truncated": r.body_truncated,
+        "time": iso(r.ts_ns),
+        "epoch": epoch(r.ts_ns),
+        "frames": list(r.frames),
+        "anomalies": list(r.anomalies),
+    }
+
+
+def frame(f: WsFrame) -> dict[str, Any]:
+    try:
+        opname = Opcode(f.opcode).name.lower()
+    except ValueError:
+        opname = f"reserved-{f.opcode:#x}"
+    out: dict[str, Any] = {
+        "direction": f.direction,
+        "time": iso(f.ts_ns),
+        "epoch": epoch(f.ts_ns),
+        "frame": f.frame,
+        "opcode": opname,
+        "fin": f.fin,
+        "rsv1": f.rsv1,
+        "masked": f.masked,
+        "length": f.length,
+        "inflated": f.inflated,
+        "truncated": f.truncated,
+    }
+    if f.opcode == Opcode.CLOSE:
+        out["close_code"] = f.close_code
+        out["close_reason"] = f.close_reason
+    elif f.opcode in (Opcode.TEXT, Opcode.CONTINUATION) and _is_text(f.payload):
+        out["text"] = f.payload.decode("utf-8", "replace")
+    else:
+        out["hex"] = f.payload[:256].hex()
+    if f.anomalies:
+        out["anomalies"] = list(f.anomalies)
+    return out
+
+
+def _is_text(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def transport(t: Transport) -> dict[str, Any]:
+    return {
+        "syn": t.syn,
+        "syn_ack": t.syn_ack,
+        "client_fin": t.client_fin,
+        "server_fin": t.server_fin,
+        "client_rst": t.client_rst,
+        "server_rst": t.server_rst,
+        "midstream": t.midstream,
+        "client_payload": str(t.client_payload),
+        "server_payload": str(t.server_payload),
+        "client_bytes": t.client_bytes,
+        "server_bytes": t.server_bytes,
+        "syn_retries": t.syn_retries,
+        "gaps": t.gaps,
+        "end": iso(t.last_ns),
+        "tls": {
+            "server_hello": t.tls_server_hello,
+            "alert": list(t.tls_alert) if t.tls_alert else None,
+            "alert_by": t.tls_alert_by,
+            "sni": t.tls_sni,
+        }
+        if str(t.client_payload) == "tls" or str(t.server_payload) == "tls"
+        else None,
+    }
+
+
+def finding(f: Finding) -> dict[str, Any]:
+    return {
+        "name": f.name,
+        "code": f.code,
+        "severity": str(f.severity),
+        "message": f.message,
+        "evidence": f.evidence,
+        "fix": f.fix,
+    }
+
+
+def handshake(d: Diagnosis, path: str) -> dict[str, Any]:
+    h: Handshake = d.handshake
+    return {
+        "input": path,
+        "tcp_stream": h.tcp_stream,
+        "client": str(h.client),
+        "server": str(h.server),
+        "client_mac": h.client_mac,
+        "server_mac": h.server_mac,
+        "start": iso(h.start_ns),
+        "start_epoch": epoch(h.start_ns),
+        "outcome": str(h.outcome),
+        "failed": is_failure(d),
+        "request": request(h.request),
+        "response": response(h.response),
+        "frames": [frame(f) for f in h.frames],
+        "transport": transport(h.transport),
+        "anomalies": [anomaly(a) for a in h.anomalies],
+        "cause": finding(d.cause) if d.cause else None,
+        "findings": [finding(f) for f in d.findings if f is not d.cause],
+        "reproduce": d.reproduce,
+        "wireshark_filter": f"tcp.stream eq {h.tcp_stream}",
+    }
+
+
+def ota(o: OtaExchange, path: str) -> dict[str, Any]:
+    return {
+        "input": path,
+        "tcp_stream": o.tcp_stream,
+        "client": str(o.client),
+        "server": str(o.server),
+        "client_mac": o.client_mac,
+        "request": request(o.request),
+        "response": response(o.response),
+    }
+
+
+def input_summary(s: InputSummary, r: Report | None) -> dict[str, Any]:
+    return {
+        "path": s.path,
+        "format": s.format,
+        "packets": s.packets,
+        "tcp_segments": s.tcp_segments,
+        "bytes": s.bytes_read,
+        "readable": s.readable_to_end and s.error is None,
+        "error": s.error,
+        "connections": r.connections if r else 0,
+        "tls_sessions": r.tls_sessions if r else 0,
+        "anomalies": [anomaly(a) for a in s.anomalies],
+    }
+
+
+def redactor_for(reports: list[Report], show_secrets: bool) -> Redactor:
+    msgs: list[HttpRequest | HttpResponse | None] = []
+    otas: list[OtaExchange] = []
+    for r in reports:
+        for d in r.diagnoses:
+            msgs += [d.handshake.request, d.handshake.response]
+        otas += r.otas
+    return Redactor.for_traffic(msgs, otas, enabled=not show_secrets)
+
+
+def document(reports: list[Report], show_secrets: bool = False) -> dict[str, Any]:
+    red = redactor_for(reports, show_secrets)
+    handshakes = [handshake(d, r.input.path) for r in reports for d in r.diagnoses]
+    failed = sum(1 for h in handshakes if h["failed"])
+    causes: dict[str, int] = {}
+    for h in handshakes:
+        if h["cause"]:
+            causes[h["cause"]["name"]] = causes.get(h["cause"]["name"], 0) + 1
+    doc = {
+        "schema": SCHEMA,
+        "tool": {"name": "wsdiag", "version": __version__},
+        "inputs": [input_summary(r.input, r) for r in reports],
+        "summary": {
+            "handshakes": len(handshakes),
+            "failed": failed,
+            "upgraded": sum(1 for h in handshakes if h["outcome"] == "upgraded"),
+            "causes": dict(sorted(causes.items())),
+        },
+        "handshakes": handshakes,
+        "ota": [ota(o, r.input.path) for r in reports for o in r.otas],
+        "secrets": "shown" if show_secrets else "redacted",
+    }
+    out = red.tree(doc)
+    assert isinstance(out, dict)
+    return out
