@@ -130,6 +130,7 @@ class Conversation:
                 self._piece(seg.dst, piece)
         if flags & TcpFlags.FIN and not side.fin:
             side.fin = True
+            side.stream.fin(seg.seq, len(seg.payload))
             self._end_direction(seg.src)
 
     @property
@@ -390,7 +391,7 @@ class Conversation:
             handshakes.append(
                 Handshake(
                     self.tcp_stream, client, server, transport, att.request, att.response,
-                    tuple(att.frames), self.sides[client].mac, self.sides[server].mac, anomalies,
+                    tuple(sorted(att.frames, key=lambda f: f.ts_ns)), self.sides[client].mac, self.sides[server].mac, anomalies,
                 )
             )
         if not handshakes and self._failed_without_http(transport):

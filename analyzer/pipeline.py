@@ -32,7 +32,11 @@ class Harvest:
 class ConnectionTable:
     """Tracks TCP connections in capture-time order of last activity (an LRU), within limits."""
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS, on_done: Callable[[Conversation], None] | None = None):
+    def __init__(
+        self,
+        limits: Limits = DEFAULT_LIMITS,
+        on_done: Callable[[list[Handshake], list[OtaExchange]], None] | None = None,
+    ) -> None:
         self.limits = limits
         self.table: OrderedDict[Key, Conversation] = OrderedDict()
         self.next_stream = 0
@@ -106,8 +110,8 @@ class ConnectionTable:
             h.tls_sessions += 1
         h.handshakes.extend(handshakes)
         h.otas.extend(otas)
-        if self.on_done is not None:
-            self.on_done(conv)
+        if self.on_done is not None:  # live mode: report this connection's attempts right away
+            self.on_done(handshakes, otas)
 
 
 def worth_reporting(hs: Handshake, attempt_ports: set[int], expect_port: int | None) -> bool:
@@ -115,12 +119,14 @@ def worth_reporting(hs: Handshake, attempt_ports: set[int], expect_port: int | N
 
     A capture is full of failed TCP connections that have nothing to do with WebSockets; a SYN
     that was never answered matters only on a port where upgrade attempts happen (seen in this
-    capture, announced by an OTA answer, or named with --expect-port), and TLS failures always do.
+    capture, announced by an OTA answer, xiaozhi's default 8000, or named with --expect-port).
+    TLS handshakes that visibly failed (an alert, or a plaintext answer) are always reported.
     """
     if hs.request is not None or hs.response is not None:
         return True
-    if hs.transport.client_payload is Payload.TLS:
-        return True
+    t = hs.transport
+    if t.client_payload is Payload.TLS and (t.tls_alert is not None or t.server_payload is Payload.OTHER):
+        return True  # a TLS handshake that visibly failed (an alert, or a non-TLS answer)
     return hs.server.port in attempt_ports or hs.server.port == expect_port
 
 
@@ -142,8 +148,12 @@ def ota_ports(otas: Iterable[OtaExchange]) -> set[int]:
     return ports
 
 
+XIAOZHI_WS_PORT = 8000  # xiaozhi-esp32-server's default WebSocket port
+
+
 def select_handshakes(harvest: Harvest, expect_port: int | None) -> list[Handshake]:
     ports = {h.server.port for h in harvest.handshakes if h.request is not None} | ota_ports(harvest.otas)
+    ports.add(XIAOZHI_WS_PORT)
     chosen = [h for h in harvest.handshakes if worth_reporting(h, ports, expect_port)]
     chosen.sort(key=lambda h: (h.tcp_stream, h.request.ts_ns if h.request else 0))
     return chosen

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from analyzer import rules
 from analyzer.config import Config
 from analyzer.errors import CaptureError
 from analyzer.limits import DEFAULT_LIMITS, Limits
@@ -18,12 +17,13 @@ from analyzer.pipeline import ConnectionTable, Harvest, select_handshakes
 
 def file_segments(path: str, summary: InputSummary, limits: Limits) -> Iterator[Segment]:
     """Streams the TCP segments of a capture file (or `-` for stdin); damage goes into `summary`."""
-    from analyzer.sources.decode import decode
+    from analyzer.sources.decode import AnomalyLog, decode
     from analyzer.sources.pcapfile import open_input, read_records
 
+    log = AnomalyLog(summary.anomalies, limits)
     with open_input(path) as stream:
         for rec in read_records(stream, summary, limits):
-            seg = decode(rec.linktype, rec.data, rec.frame, rec.ts_ns, summary.anomalies)
+            seg = decode(rec.linktype, rec.data, rec.frame, rec.ts_ns, log)
             if seg is not None:
                 summary.tcp_segments += 1
                 yield seg
@@ -49,6 +49,8 @@ def harvest_file(path: str, summary: InputSummary, limits: Limits) -> Harvest:
 
 
 def report_from(summary: InputSummary, harvest: Harvest, config: Config) -> Report:
+    from analyzer import rules  # imported on use: listing rules or reading files needs no rule engine
+
     chosen = select_handshakes(harvest, config.expect_port)
     diagnoses = rules.diagnose(chosen, harvest.otas, config)
     return Report(summary, diagnoses, harvest.otas, harvest.connections, harvest.tls_sessions)

@@ -35,6 +35,7 @@ class StreamReassembler:
 
     __slots__ = (
         "_base",
+        "_fin",
         "_next",
         "_pending",
         "_pending_bytes",
@@ -49,6 +50,7 @@ class StreamReassembler:
     def __init__(self, max_ooo: int = 256 * 1024) -> None:
         self._base: int | None = None  # absolute sequence number of stream offset 0
         self._next = 0  # next expected stream offset
+        self._fin: int | None = None  # stream offset of the FIN (it takes one sequence number)
         self._pending: dict[int, tuple[bytes, int, int]] = {}  # offset -> (data, ts, frame)
         self._pending_bytes = 0
         self._recent = bytearray()  # last delivered bytes, ending at self._next
@@ -70,6 +72,12 @@ class StreamReassembler:
         """A SYN fixes the stream start: data begins one past the SYN's sequence number."""
         if self._base is None:
             self._base = (seq + 1) % MOD
+
+    def fin(self, seq: int, payload_len: int) -> None:
+        """A FIN ends the stream; the peer's ACK of the FIN itself is not a byte we missed."""
+        if self._base is None:
+            self._base = seq
+        self._fin = self._offset(seq) + payload_len
 
     def _offset(self, seq: int) -> int:
         """Unwraps a 32-bit sequence number to the stream offset nearest the current position."""
@@ -109,6 +117,8 @@ class StreamReassembler:
         if self._base is None or self.discard:
             return []
         upto = self._offset(ack)
+        if self._fin is not None and upto > self._fin:
+            upto = self._fin
         if upto <= self._next or upto - self._next > HALF:
             return []
         if self._pending and min(self._pending) <= upto:
