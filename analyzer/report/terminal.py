@@ -115,8 +115,8 @@ def render_handshake(h: dict[str, Any], index: int, console: Console, verbose: b
             console.print(Text(f"    {safe(n, 80)}: {safe(v, 300)}", style="dim" if not verbose else ""))
         if len(req["headers"]) > MAX_HEADERS_SHOWN:
             console.print(Text(f"    … {len(req['headers']) - MAX_HEADERS_SHOWN} more headers", style="dim"))
-    elif h["response"] is not None or h["transport"]["client_payload"] != "tls":
-        console.print(Text("  (request not captured)", style="dim"))
+    elif h["response"] is not None or h["transport"]["client_payload"] == "http":
+        console.print(Text("  (request not captured: the capture began after it)", style="dim"))
     console.print(_answer(h))
     resp = h["response"]
     if resp is not None and resp["body"] and outcome != "upgraded":
@@ -153,7 +153,7 @@ def render(doc: dict[str, Any], out: TextIO, color: bool | None = None, verbose:
 def _summary(doc: dict[str, Any], console: Console) -> None:
     table = Table(title="wsdiag summary", title_justify="left", show_edge=False)
     for col in ("input", "packets", "connections", "handshakes", "failed", "notes"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for inp in doc["inputs"]:
         hs = [h for h in doc["handshakes"] if h["input"] == inp["path"]]
         notes = inp["error"] or ", ".join(sorted({a["name"] for a in inp["anomalies"]})) or ""

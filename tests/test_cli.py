@@ -1,0 +1,101 @@
+"""The command line as a user meets it: exit codes, stdin, formats, one-line errors, secrets."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+AUTH_FAILED = ROOT / "captures" / "xiaozhi-auth-failed-no-token.pcap"
+GOOD = ROOT / "captures" / "xiaozhi-good-handshake.pcap"
+WITH_TOKEN = ROOT / "captures" / "nginx-deny-403.pcap"
+
+
+def wsdiag(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "analyzer", *args], cwd=ROOT, input=stdin,
+                          capture_output=True, timeout=60)
+
+
+def test_exit_codes_say_what_was_found() -> None:
+    assert wsdiag("analyze", str(GOOD)).returncode == 0
+    assert wsdiag("analyze", str(AUTH_FAILED)).returncode == 1
+    assert wsdiag("analyze", "no/such/file.pcap").returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (None, "no such file"),
+        (b"", "empty"),
+        (b"hello, this is text\n", "not a pcap or pcapng"),
+        (b"BZh91AY&SY" + b"\x00" * 40, "bzip2"),
+    ],
+)
+def test_unreadable_input_is_one_line_and_exit_2(tmp_path: Path, content: bytes | None, needle: str) -> None:
+    path = tmp_path / "input.pcap"
+    if content is not None:
+        path.write_bytes(content)
+    proc = wsdiag("analyze", str(path))
+    err = proc.stderr.decode()
+    assert proc.returncode == 2
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("wsdiag: error:")
+    assert needle in lines[0].lower()
+
+
+def test_stdin_and_gzip_stream_like_a_file() -> None:
+    """`tcpdump -w - | wsdiag analyze -` works, compressed or not, without seeking."""
+    plain = json.loads(wsdiag("analyze", str(AUTH_FAILED), "-f", "json").stdout)
+    piped = wsdiag("analyze", "-", "-f", "json", stdin=gzip.compress(AUTH_FAILED.read_bytes()))
+    doc = json.loads(piped.stdout)
+    assert piped.returncode == 1
+    assert [h["request"] for h in doc["handshakes"]] == [h["request"] for h in plain["handshakes"]]
+    assert doc["handshakes"][0]["cause"]["name"] == plain["handshakes"][0]["cause"]["name"]
+
+
+def test_jsonl_is_one_handshake_object_per_line() -> None:
+    proc = wsdiag("analyze", str(AUTH_FAILED), str(GOOD), "-f", "jsonl")
+    rows = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert len(rows) == 2
+    assert {r["outcome"] for r in rows} == {"upgraded"}
+    assert [r["cause"]["name"] if r["cause"] else None for r in rows] == ["missing-token", None]
+
+
+def test_secrets_are_redacted_unless_asked() -> None:
+    raw = WITH_TOKEN.read_bytes()
+    start = raw.index(b"Authorization: Bearer ") + len(b"Authorization: Bearer ")
+    signature = raw[start : start + 43].decode()
+    for fmt in ("text", "json", "jsonl"):
+        out = wsdiag("analyze", str(WITH_TOKEN), "-f", fmt).stdout.decode()
+        assert signature not in out and "redacted" in out
+    shown = wsdiag("analyze", str(WITH_TOKEN), "-f", "json", "--show-secrets").stdout.decode()
+    assert signature in shown
+
+
+def test_rules_and_explain() -> None:
+    listing = wsdiag("rules", "-f", "json")
+    rules = json.loads(listing.stdout)
+    names = {r["name"] for r in rules}
+    assert {"missing-token", "port-closed", "proxy-rejected", "server-is-running-page"} <= names
+    page = wsdiag("explain", "missing-token").stdout.decode()
+    assert "Fix" in page and "Authorization" in page
+    assert wsdiag("explain", "WS999-nope").returncode == 2
+
+
+def test_help_teaches_exit_codes_and_examples() -> None:
+    text = wsdiag("analyze", "--help").stdout.decode()
+    assert "Exit codes" in text and "--format" in text and "tcpdump" in text
+
+
+def test_directory_input_expands_to_its_captures(tmp_path: Path) -> None:
+    (tmp_path / "a.pcap").write_bytes(GOOD.read_bytes())
+    (tmp_path / "b.pcap").write_bytes(AUTH_FAILED.read_bytes())
+    (tmp_path / "notes.txt").write_text("not a capture")
+    doc = json.loads(wsdiag("analyze", str(tmp_path), "-f", "json").stdout)
+    assert [Path(i["path"]).name for i in doc["inputs"]] == ["a.pcap", "b.pcap"]

@@ -1,0 +1,59 @@
+"""End to end: `wsdiag analyze --format json` on every shipped capture equals its golden report.
+
+The golden files pin the whole contract at once (schema, reconstructed headers in wire order,
+outcomes, causes, redaction). After an intended change, run `pytest --update-golden` and review
+the diff like code.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+CAPTURES = sorted((ROOT / "captures").glob("*.pcap*"))
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def run_json(capture: Path) -> tuple[int, dict]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "analyzer", "analyze", str(capture.relative_to(ROOT)), "--format", "json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert "Traceback" not in proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=[c.name for c in CAPTURES])
+def test_report_matches_golden(capture: Path, update_golden: bool) -> None:
+    code, doc = run_json(capture)
+    golden = GOLDEN / (capture.name + ".json")
+    if update_golden or not golden.exists():
+        GOLDEN.mkdir(exist_ok=True)
+        golden.write_text(json.dumps({"exit": code, "report": doc}, ensure_ascii=False, indent=1) + "\n", "utf-8")
+        if not update_golden:
+            pytest.fail(f"golden file {golden.name} was missing; written now, review and commit it")
+    expected = json.loads(golden.read_text("utf-8"))
+    assert doc == expected["report"]
+    assert code == expected["exit"]
+
+
+def test_golden_reports_follow_the_schema() -> None:
+    """Every golden report has the fixed field names scripts rely on (schema wsdiag/1)."""
+    for golden in GOLDEN.glob("*.json"):
+        doc = json.loads(golden.read_text("utf-8"))["report"]
+        assert doc["schema"] == "wsdiag/1"
+        for inp in doc["inputs"]:
+            assert {"path", "packets", "anomalies"} <= inp.keys()
+        for h in doc["handshakes"]:
+            assert {"client", "server", "start", "tcp_stream", "request", "response", "frames", "outcome",
+                    "cause", "findings"} <= h.keys()
+            assert h["outcome"] in {"upgraded", "rejected", "no-response", "reset", "not-http"}
+            if h["request"]:
+                assert all(isinstance(p, list) and len(p) == 2 for p in h["request"]["headers"])
+            if h["cause"]:
+                assert {"name", "code", "severity", "evidence", "fix"} <= h["cause"].keys()
