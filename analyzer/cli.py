@@ -66,7 +66,9 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     for item in inputs:
         p = Path(item)
         if item != "-" and p.is_dir():
-            found = sorted(str(f) for f in p.iterdir() if f.is_file() and f.name.lower().endswith(CAPTURE_SUFFIXES))
+            found = sorted(
+                str(f) for f in p.iterdir() if f.is_file() and f.name.lower().endswith(CAPTURE_SUFFIXES)
+            )
             if not found:
                 raise fail(f"{item}: directory holds no capture files (*.pcap, *.pcapng, *.gz)")
             out += found
@@ -130,29 +132,90 @@ def input_problems(reports: list[Any]) -> bool:
             print(f"wsdiag: error: {safe(s.error)}", file=sys.stderr)
             bad = True
         elif not s.readable_to_end:
-            damage = next((a for a in s.anomalies if a.name.startswith("capture-") or a.name == "interrupted"), None)
+            damage = next(
+                (a for a in s.anomalies if a.name.startswith("capture-") or a.name == "interrupted"), None
+            )
             what = f"{damage.name}: {damage.detail}" if damage else "not read to the end"
-            print(f"wsdiag: warning: {safe(s.path)}: {safe(what)}; report covers what was read", file=sys.stderr)
+            print(
+                f"wsdiag: warning: {safe(s.path)}: {safe(what)}; report covers what was read", file=sys.stderr
+            )
             bad = True
     return bad
 
 
 @app.command()
 def analyze(
-    inputs: Annotated[list[str], typer.Argument(help="Capture files (pcap, pcapng, .gz), directories of them, or - for stdin.", metavar="CAPTURE...")],
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="text for people; json (one document) or jsonl (one handshake per line) for scripts.")] = Format.text,
-    show_secrets: Annotated[bool, typer.Option("--show-secrets", help="Show tokens, Authorization values and cookies instead of redacting them.")] = False,
-    profile: Annotated[Profile, typer.Option(help="Which server contract to check: auto detects xiaozhi traffic; rfc6455 checks only the standard.")] = Profile.auto,
-    expect_path: Annotated[str | None, typer.Option(help="The path your server serves WebSockets on, e.g. /xiaozhi/v1/.")] = None,
-    expect_port: Annotated[int | None, typer.Option(help="The port your WebSocket server listens on; silent failures to it are reported too.")] = None,
-    auth_key: Annotated[str | None, typer.Option(envvar="WSDIAG_AUTH_KEY", help="The xiaozhi server's auth key (server.auth_key / manager-api server.secret) to verify tokens offline. Prefer the WSDIAG_AUTH_KEY variable.")] = None,
-    server_config: Annotated[Path | None, typer.Option(help="xiaozhi-esp32-server config.yaml: auth switch, allowed devices, key, websocket URL.")] = None,
-    select: Annotated[list[str] | None, typer.Option(help="Only these rules (code prefixes like WS1, or names); repeatable or comma-separated.")] = None,
-    ignore: Annotated[list[str] | None, typer.Option(help="Skip these rules (code prefixes or names).")] = None,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Capture files (pcap, pcapng, .gz), directories of them, or - for stdin.",
+            metavar="CAPTURE...",
+        ),
+    ],
+    fmt: Annotated[
+        Format,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text for people; json (one document) or jsonl (one handshake per line) for scripts.",
+        ),
+    ] = Format.text,
+    show_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--show-secrets", help="Show tokens, Authorization values and cookies instead of redacting them."
+        ),
+    ] = False,
+    profile: Annotated[
+        Profile,
+        typer.Option(
+            help="Which server contract to check: auto detects xiaozhi traffic; rfc6455 checks only the standard."
+        ),
+    ] = Profile.auto,
+    expect_path: Annotated[
+        str | None, typer.Option(help="The path your server serves WebSockets on, e.g. /xiaozhi/v1/.")
+    ] = None,
+    expect_port: Annotated[
+        int | None,
+        typer.Option(
+            help="The port your WebSocket server listens on; silent failures to it are reported too."
+        ),
+    ] = None,
+    auth_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WSDIAG_AUTH_KEY",
+            help="The xiaozhi server's auth key (server.auth_key / manager-api server.secret) to verify tokens offline. Prefer the WSDIAG_AUTH_KEY variable.",
+        ),
+    ] = None,
+    server_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="xiaozhi-esp32-server config.yaml: auth switch, allowed devices, key, websocket URL."
+        ),
+    ] = None,
+    select: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only these rules (code prefixes like WS1, or names); repeatable or comma-separated."
+        ),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None, typer.Option(help="Skip these rules (code prefixes or names).")
+    ] = None,
     color: Annotated[Color, typer.Option(help="Colour in the text report.")] = Color.auto,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every header, finding and anomaly.")] = False,
-    max_flows: Annotated[int, typer.Option(help="Most TCP connections tracked at once; the idlest are closed early past this.", min=16)] = 65_536,
-    idle_timeout: Annotated[float, typer.Option(help="Seconds of capture time after which a quiet connection is closed.", min=1)] = 300.0,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show every header, finding and anomaly.")
+    ] = False,
+    max_flows: Annotated[
+        int,
+        typer.Option(
+            help="Most TCP connections tracked at once; the idlest are closed early past this.", min=16
+        ),
+    ] = 65_536,
+    idle_timeout: Annotated[
+        float, typer.Option(help="Seconds of capture time after which a quiet connection is closed.", min=1)
+    ] = 300.0,
 ) -> None:
     """Diagnose every WebSocket handshake in capture files.
 
@@ -216,8 +279,10 @@ def list_rules(
     from analyzer.rules import RULES
 
     if fmt is not Format.text:
-        rows = [{"code": r.code, "name": r.name, "severity": str(r.severity), "title": r.title, "fix": r.fix}
-                for r in RULES]
+        rows = [
+            {"code": r.code, "name": r.name, "severity": str(r.severity), "title": r.title, "fix": r.fix}
+            for r in RULES
+        ]
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     from rich.console import Console
@@ -232,7 +297,9 @@ def list_rules(
 
 
 @app.command()
-def explain(rule: Annotated[str, typer.Argument(help="A rule code (WS101) or cause name (missing-token).")]) -> None:
+def explain(
+    rule: Annotated[str, typer.Argument(help="A rule code (WS101) or cause name (missing-token).")],
+) -> None:
     """Print one rule's documentation: what it checks, why it is refused, an example and the fix."""
     from analyzer.rules import RULES, find_rule
 

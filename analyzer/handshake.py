@@ -240,8 +240,15 @@ class Conversation:
     def _request(self, msg: Message) -> None:
         method, target, version = msg.head.start
         req = HttpRequest(
-            method, target, version, msg.head.headers, msg.body, msg.body_truncated,
-            msg.ts_ns, msg.frames, msg.anomalies,
+            method,
+            target,
+            version,
+            msg.head.headers,
+            msg.body,
+            msg.body_truncated,
+            msg.ts_ns,
+            msg.frames,
+            msg.anomalies,
         )
         attempt: _Attempt | None = None
         if (is_attempt(req) or is_ota(req)) and len(self.attempts) < MAX_ATTEMPTS:
@@ -255,8 +262,15 @@ class Conversation:
         if 100 <= status < 200 and status != 101:
             return
         resp = HttpResponse(
-            version, status, reason, msg.head.headers, msg.body, msg.body_truncated,
-            msg.ts_ns, msg.frames, msg.anomalies,
+            version,
+            status,
+            reason,
+            msg.head.headers,
+            msg.body,
+            msg.body_truncated,
+            msg.ts_ns,
+            msg.frames,
+            msg.anomalies,
         )
         if self.unanswered:
             attempt = self.unanswered.pop(0)
@@ -298,7 +312,9 @@ class Conversation:
             "server": FrameDecoder("server", deflate, self.limits),
         }
         if server_rest:
-            self._frames(self.decoders["server"], server_rest, resp.ts_ns, resp.frames[-1] if resp.frames else 0)
+            self._frames(
+                self.decoders["server"], server_rest, resp.ts_ns, resp.frames[-1] if resp.frames else 0
+            )
         if client_rest:
             self._frames(self.decoders["client"], client_rest, resp.ts_ns, 0)
 
@@ -375,7 +391,9 @@ class Conversation:
             if leftovers:
                 self._attach_frames(leftovers)
             if decoder.stop_reason == "max-frames" and decoder.ignored_bytes:
-                self.anomalies.append(Anomaly("websocket-frame-limit", f"{direction}: later frames not decoded"))
+                self.anomalies.append(
+                    Anomaly("websocket-frame-limit", f"{direction}: later frames not decoded")
+                )
         transport = self.transport()
         client = self.client or self.a
         server = self._server() if self.client else self.b
@@ -385,20 +403,38 @@ class Conversation:
         for att in self.attempts:
             if att.ota and att.request is not None:
                 otas.append(
-                    OtaExchange(self.tcp_stream, client, server, att.request, att.response, self.sides[client].mac)
+                    OtaExchange(
+                        self.tcp_stream, client, server, att.request, att.response, self.sides[client].mac
+                    )
                 )
                 continue
             handshakes.append(
                 Handshake(
-                    self.tcp_stream, client, server, transport, att.request, att.response,
-                    tuple(sorted(att.frames, key=lambda f: f.ts_ns)), self.sides[client].mac, self.sides[server].mac, anomalies,
+                    self.tcp_stream,
+                    client,
+                    server,
+                    transport,
+                    att.request,
+                    att.response,
+                    tuple(sorted(att.frames, key=lambda f: f.ts_ns)),
+                    self.sides[client].mac,
+                    self.sides[server].mac,
+                    anomalies,
                 )
             )
         if not handshakes and self._failed_without_http(transport):
             handshakes.append(
                 Handshake(
-                    self.tcp_stream, client, server, transport, None, None, (),
-                    self.sides[client].mac, self.sides[server].mac, anomalies,
+                    self.tcp_stream,
+                    client,
+                    server,
+                    transport,
+                    None,
+                    None,
+                    (),
+                    self.sides[client].mac,
+                    self.sides[server].mac,
+                    anomalies,
                 )
             )
         return handshakes, otas, transport

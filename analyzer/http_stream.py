@@ -201,7 +201,11 @@ class MessageReader:
                 return False
             size_text = bytes(self.buf[:nl]).split(b";")[0].strip()
             del self.buf[: nl + 1]
-            if not size_text or len(size_text) > 15 or any(c not in b"0123456789abcdefABCDEF" for c in size_text):
+            if (
+                not size_text
+                or len(size_text) > 15
+                or any(c not in b"0123456789abcdefABCDEF" for c in size_text)
+            ):
                 self._anomalies.append("bad-chunk-size")
                 self.mode = Mode.HEAD  # finish the message with what we have
                 return True

@@ -276,6 +276,16 @@ class Diagnosis:
     reproduce: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class OtaDiagnosis:
+    """Findings on an OTA exchange itself: it refused the device (404, missing ids) or handed out
+    a WebSocket URL the device cannot use. `cause` is the first ERROR, as for handshakes."""
+
+    exchange: OtaExchange
+    findings: tuple[Finding, ...] = ()
+    cause: Finding | None = None
+
+
 @dataclass(slots=True)
 class InputSummary:
     """What reading one input gave: counts and anomalies, filled as the source is read."""
@@ -296,13 +306,13 @@ class Report:
 
     input: InputSummary
     diagnoses: list[Diagnosis] = field(default_factory=list)
-    otas: list[OtaExchange] = field(default_factory=list)
+    otas: list[OtaDiagnosis] = field(default_factory=list)
     connections: int = 0
     tls_sessions: int = 0
 
     @property
-    def failed(self) -> list[Diagnosis]:
-        return [d for d in self.diagnoses if is_failure(d)]
+    def failed(self) -> list[Diagnosis | OtaDiagnosis]:
+        return [*(d for d in self.diagnoses if is_failure(d)), *(o for o in self.otas if o.cause is not None)]
 
 
 def is_failure(d: Diagnosis) -> bool:

@@ -8,12 +8,12 @@ iterable of `Segment`s — a file or a live interface — and hands the results 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from analyzer.handshake import Conversation
 from analyzer.limits import DEFAULT_LIMITS, Limits
-from analyzer.model import Anomaly, Handshake, InputSummary, OtaExchange, Payload, Segment
+from analyzer.model import Anomaly, Handshake, OtaExchange, Payload, Segment
 
 Key = tuple[str, int, str, int]
 
@@ -80,7 +80,7 @@ class ConnectionTable:
         while self.table:
             key, conv = next(iter(self.table.items()))
             quiet = self.now_ns - conv.last_ns
-            limit = half_open if conv.closed_both or not conv.upgraded and not conv.attempts else idle
+            limit = half_open if conv.closed_both or (not conv.upgraded and not conv.attempts) else idle
             if quiet <= min(limit, idle):
                 break
             self._done(key)
@@ -97,7 +97,10 @@ class ConnectionTable:
         self._evicted += 1
         if self._evicted == 1:
             self.harvest.anomalies.append(
-                Anomaly("flow-table-full", f"more than {self.limits.max_flows} open connections; oldest closed early")
+                Anomaly(
+                    "flow-table-full",
+                    f"more than {self.limits.max_flows} open connections; oldest closed early",
+                )
             )
         self._done(next(iter(self.table)))
 
@@ -165,8 +168,6 @@ def analyze_segments(segments: Iterable[Segment], limits: Limits = DEFAULT_LIMIT
         table.feed(seg)
     table.flush()
     return table.harvest
-
-
 
 
 def analyze_path(path: str, config: object = None) -> object:

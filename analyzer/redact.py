@@ -68,7 +68,9 @@ def query_secrets(target: str) -> list[str]:
         if sep and SECRET_PARAMS.match(unquote_plus(name)):
             decoded = unquote_plus(value)
             found.append(_credential_secret(_split_credential(decoded)))
-            raw_cred = re.split(r"\+|%20", value, maxsplit=1)[-1] if decoded != _split_credential(decoded) else value
+            raw_cred = (
+                re.split(r"\+|%20", value, maxsplit=1)[-1] if decoded != _split_credential(decoded) else value
+            )
             found.append(_credential_secret(raw_cred))  # as written on the wire (percent-encoded)
     for _, value in parse_qsl(query, keep_blank_values=False):
         if SHAPES.search(value):

@@ -38,13 +38,15 @@ def harvest_file(path: str, summary: InputSummary, limits: Limits) -> Harvest:
         summary.error = str(e)
         summary.readable_to_end = False
     except KeyboardInterrupt:
-        summary.anomalies.append(Anomaly("interrupted", f"stopped by the user after {summary.packets} packets"))
+        summary.anomalies.append(
+            Anomaly("interrupted", f"stopped by the user after {summary.packets} packets")
+        )
         summary.readable_to_end = False
         table.flush()
         raise
     finally:
         table.flush()
-        table.harvest.anomalies and summary.anomalies.extend(table.harvest.anomalies)
+        summary.anomalies.extend(table.harvest.anomalies)
     return table.harvest
 
 
@@ -53,7 +55,8 @@ def report_from(summary: InputSummary, harvest: Harvest, config: Config) -> Repo
 
     chosen = select_handshakes(harvest, config.expect_port)
     diagnoses = rules.diagnose(chosen, harvest.otas, config)
-    return Report(summary, diagnoses, harvest.otas, harvest.connections, harvest.tls_sessions)
+    otas = rules.diagnose_otas(harvest.otas, chosen, config)
+    return Report(summary, diagnoses, otas, harvest.connections, harvest.tls_sessions)
 
 
 def analyze_path(path: str, config: Config | None = None, limits: Limits = DEFAULT_LIMITS) -> Report:

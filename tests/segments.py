@@ -11,7 +11,9 @@ SERVER = Endpoint("192.168.1.10", 8000)
 class Wire:
     """A TCP connection whose segments are produced in the order the test writes them."""
 
-    def __init__(self, client: Endpoint = CLIENT, server: Endpoint = SERVER, cisn: int = 1000, sisn: int = 5000):
+    def __init__(
+        self, client: Endpoint = CLIENT, server: Endpoint = SERVER, cisn: int = 1000, sisn: int = 5000
+    ):
         self.client, self.server = client, server
         self.cseq, self.sseq = cisn, sisn
         self.frame = 0
@@ -24,9 +26,18 @@ class Wire:
         src, dst = (self.client, self.server) if from_client else (self.server, self.client)
         my_seq = self.cseq if from_client else self.sseq
         ack = self.sseq if from_client else self.cseq
-        seg = Segment(self.frame, self.ts, src, dst, my_seq if seq is None else seq, ack, flags, payload,
-                      "a0:b7:65:12:34:56" if from_client else "02:42:ac:11:00:02",
-                      "02:42:ac:11:00:02" if from_client else "a0:b7:65:12:34:56")
+        seg = Segment(
+            self.frame,
+            self.ts,
+            src,
+            dst,
+            my_seq if seq is None else seq,
+            ack,
+            flags,
+            payload,
+            "a0:b7:65:12:34:56" if from_client else "02:42:ac:11:00:02",
+            "02:42:ac:11:00:02" if from_client else "a0:b7:65:12:34:56",
+        )
         self.segments.append(seg)
         return seg
 

@@ -17,8 +17,9 @@ WITH_TOKEN = ROOT / "captures" / "nginx-deny-403.pcap"
 
 
 def wsdiag(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "analyzer", *args], cwd=ROOT, input=stdin,
-                          capture_output=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "analyzer", *args], cwd=ROOT, input=stdin, capture_output=True, timeout=60
+    )
 
 
 def test_exit_codes_say_what_was_found() -> None:

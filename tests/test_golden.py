@@ -22,7 +22,10 @@ GOLDEN = Path(__file__).parent / "golden"
 def run_json(capture: Path) -> tuple[int, dict]:
     proc = subprocess.run(
         [sys.executable, "-m", "analyzer", "analyze", str(capture.relative_to(ROOT)), "--format", "json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert "Traceback" not in proc.stderr
     return proc.returncode, json.loads(proc.stdout)
@@ -34,7 +37,9 @@ def test_report_matches_golden(capture: Path, update_golden: bool) -> None:
     golden = GOLDEN / (capture.name + ".json")
     if update_golden or not golden.exists():
         GOLDEN.mkdir(exist_ok=True)
-        golden.write_text(json.dumps({"exit": code, "report": doc}, ensure_ascii=False, indent=1) + "\n", "utf-8")
+        golden.write_text(
+            json.dumps({"exit": code, "report": doc}, ensure_ascii=False, indent=1) + "\n", "utf-8"
+        )
         if not update_golden:
             pytest.fail(f"golden file {golden.name} was missing; written now, review and commit it")
     expected = json.loads(golden.read_text("utf-8"))
@@ -50,8 +55,18 @@ def test_golden_reports_follow_the_schema() -> None:
         for inp in doc["inputs"]:
             assert {"path", "packets", "anomalies"} <= inp.keys()
         for h in doc["handshakes"]:
-            assert {"client", "server", "start", "tcp_stream", "request", "response", "frames", "outcome",
-                    "cause", "findings"} <= h.keys()
+            assert {
+                "client",
+                "server",
+                "start",
+                "tcp_stream",
+                "request",
+                "response",
+                "frames",
+                "outcome",
+                "cause",
+                "findings",
+            } <= h.keys()
             assert h["outcome"] in {"upgraded", "rejected", "no-response", "reset", "not-http"}
             if h["request"]:
                 assert all(isinstance(p, list) and len(p) == 2 for p in h["request"]["headers"])

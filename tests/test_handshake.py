@@ -54,7 +54,12 @@ def test_request_split_over_many_segments_is_byte_exact() -> None:
     w = Wire().handshake().send(True, ESP32_REQUEST, sizes=[5, 17, 1, 40, 3]).send(False, SWITCHING)
     [hs] = analyze_segments(w.segments).handshakes
     assert hs.request is not None
-    assert hs.request.header("Authorization", ) == "Bearer Xw3abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN.1765432100"
+    assert (
+        hs.request.header(
+            "Authorization",
+        )
+        == "Bearer Xw3abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN.1765432100"
+    )
     assert len(hs.request.frames) == 6  # every segment that carried part of the head
 
 
@@ -69,8 +74,18 @@ def test_shuffled_and_duplicated_segments_give_the_same_request() -> None:
 def test_rejected_with_body_and_keepalive_retry() -> None:
     """Two attempts on one keep-alive connection are two handshakes, each with its own answer."""
     body = b"<html><body><h1>403 Forbidden</h1></body></html>"
-    resp = b"HTTP/1.1 403 Forbidden\r\nServer: nginx/1.22.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-    w = Wire().handshake().send(True, ESP32_REQUEST).send(False, resp).send(True, ESP32_REQUEST).send(False, resp)
+    resp = b"HTTP/1.1 403 Forbidden\r\nServer: nginx/1.22.1\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+    w = (
+        Wire()
+        .handshake()
+        .send(True, ESP32_REQUEST)
+        .send(False, resp)
+        .send(True, ESP32_REQUEST)
+        .send(False, resp)
+    )
     hss = analyze_segments(w.segments).handshakes
     assert [h.response.status if h.response else None for h in hss] == [403, 403]
     assert hss[0].response is not None and hss[0].response.body == body
@@ -112,10 +127,15 @@ def test_plain_http_to_tls_server_sees_an_alert() -> None:
 
 def test_ota_exchange_is_kept_with_its_json_answer() -> None:
     body = b'{"version":2,"mac_address":"a0:b7:65:12:34:56"}'
-    req = (b"POST /xiaozhi/ota/ HTTP/1.1\r\nHost: 192.168.1.10:8003\r\nContent-Type: application/json\r\n"
-           b"Device-Id: a0:b7:65:12:34:56\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    req = (
+        b"POST /xiaozhi/ota/ HTTP/1.1\r\nHost: 192.168.1.10:8003\r\nContent-Type: application/json\r\n"
+        b"Device-Id: a0:b7:65:12:34:56\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
     answer = b'{"websocket":{"url":"ws://192.168.1.10:8000/xiaozhi/v1/","token":""}}'
-    resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(answer), answer)
+    resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (
+        len(answer),
+        answer,
+    )
     w = Wire().handshake().send(True, req, sizes=[30, 60]).send(False, resp)
     harvest = analyze_segments(w.segments)
     assert harvest.handshakes == []

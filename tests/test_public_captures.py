@@ -86,7 +86,10 @@ def test_every_public_capture_reads_or_fails_by_name(rel: str) -> None:
 def test_wrong_accept_and_unanswered_request_are_reconstructed() -> None:
     _, h = harvest("zeek/wrong-accept-header.pcap")
     [hs] = select_handshakes(h, None)
-    assert hs.response is not None and hs.response.header("sec-websocket-accept") == "N8ntNYkX6Qerw4tK3s/CYzpSZNc=-wrong"
+    assert (
+        hs.response is not None
+        and hs.response.header("sec-websocket-accept") == "N8ntNYkX6Qerw4tK3s/CYzpSZNc=-wrong"
+    )
     _, h = harvest("suricata-verify/http-request-header-multi-input.pcap")
     [hs] = select_handshakes(h, None)
     assert hs.response is None and hs.outcome in (Outcome.NO_RESPONSE, Outcome.RESET)

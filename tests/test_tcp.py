@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -10,7 +12,9 @@ from analyzer.tcp import MOD, StreamReassembler
 ISN = 1000
 
 
-def reassemble(pieces: list[tuple[int, bytes]], isn: int = ISN, ack: int | None = None) -> tuple[bytes, StreamReassembler]:
+def reassemble(
+    pieces: list[tuple[int, bytes]], isn: int = ISN, ack: int | None = None
+) -> tuple[bytes, StreamReassembler]:
     r = StreamReassembler()
     r.syn(isn)
     out = bytearray()
@@ -26,7 +30,7 @@ def segmented(draw: st.DrawFn) -> tuple[bytes, list[tuple[int, bytes]], int]:
     data = draw(st.binary(min_size=1, max_size=400))
     cuts = sorted(set(draw(st.lists(st.integers(1, max(1, len(data) - 1)), max_size=12))))
     bounds = [0, *[c for c in cuts if c < len(data)], len(data)]
-    segs = [(a, data[a:b]) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    segs = [(a, data[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
     dups = draw(st.lists(st.sampled_from(segs), max_size=5))
     # overlapping retransmissions: a window of the original bytes at any offset
     extra = []
@@ -41,7 +45,9 @@ def segmented(draw: st.DrawFn) -> tuple[bytes, list[tuple[int, bytes]], int]:
 
 @settings(max_examples=300, deadline=None)
 @given(segmented())
-def test_any_segmentation_order_and_duplication_reassembles_exactly(case: tuple[bytes, list[tuple[int, bytes]], int]) -> None:
+def test_any_segmentation_order_and_duplication_reassembles_exactly(
+    case: tuple[bytes, list[tuple[int, bytes]], int],
+) -> None:
     """Reordering, duplicates and overlapping retransmissions never change the bytes (also across 2**32)."""
     data, segs, isn = case
     out, r = reassemble(segs, isn)
@@ -97,4 +103,4 @@ def test_out_of_order_buffer_is_bounded() -> None:
         delivered += r.feed(ISN + 1 + 10 + i * 100, b"x" * 100, 0, i)
     assert "ooo-buffer-full" in r.anomalies
     assert sum(len(p.data) for p in delivered) > 0
-    assert r._pending_bytes <= 1000  # noqa: SLF001
+    assert r._pending_bytes <= 1000

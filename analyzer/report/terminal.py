@@ -43,8 +43,11 @@ def _answer(h: dict[str, Any]) -> Text:
     if r is not None:
         server = next((v for n, v in r["headers"] if n.lower() == "server"), None)
         status = f"{r['status']} {safe(r['reason'], 80)}"
-        return _line("  ← ", (f"HTTP {status}", OUTCOME_STYLE.get(h["outcome"], "")),
-                     f"  (Server: {safe(server, 80)})" if server else "")
+        return _line(
+            "  ← ",
+            (f"HTTP {status}", OUTCOME_STYLE.get(h["outcome"], "")),
+            f"  (Server: {safe(server, 80)})" if server else "",
+        )
     if t["client_payload"] == "tls":
         return _line("  ← ", ("client spoke TLS; server " + _tls_answer(t), "magenta"))
     if t["server_payload"] == "tls":
@@ -79,22 +82,34 @@ def _frames(h: dict[str, Any], console: Console) -> None:
         arrow = "→" if f["direction"] == "client" else "←"
         desc = f["opcode"]
         if f["opcode"] == "close":
-            desc += f" {f.get('close_code')}" + (f" {safe(f['close_reason'], 80)!s}" if f.get("close_reason") else "")
+            desc += f" {f.get('close_code')}" + (
+                f" {safe(f['close_reason'], 80)!s}" if f.get("close_reason") else ""
+            )
         elif "text" in f:
             desc += " " + safe(f["text"], 160)
         else:
             desc += f" {f['length']} bytes"
         flags = "".join(
-            s for s, on in ((" masked", f["masked"]), (" compressed", f["rsv1"]), (" …", f["truncated"])) if on
+            s
+            for s, on in ((" masked", f["masked"]), (" compressed", f["rsv1"]), (" …", f["truncated"]))
+            if on
         )
-        console.print(Text(f"    {arrow} ws {desc}{flags}"), style="dim" if f["opcode"] in ("ping", "pong") else "")
+        console.print(
+            Text(f"    {arrow} ws {desc}{flags}"), style="dim" if f["opcode"] in ("ping", "pong") else ""
+        )
 
 
 def _finding(f: dict[str, Any], console: Console, verdict: bool) -> None:
     style = SEVERITY_STYLE.get(f["severity"], "")
     label = "CAUSE" if verdict else f["severity"]
-    console.print(_line(f"  {'✗' if verdict else '•'} ", (f"{label}: {f['name']}", style), f" ({f['code']})  ",
-                        safe(f["message"], 400)))
+    console.print(
+        _line(
+            f"  {'✗' if verdict else '•'} ",
+            (f"{label}: {f['name']}", style),
+            f" ({f['code']})  ",
+            safe(f["message"], 400),
+        )
+    )
     if f["evidence"]:
         console.print(Text("      evidence: " + safe(f["evidence"], 300), style="dim"))
     if verdict or f["severity"] == "error":
@@ -104,13 +119,20 @@ def _finding(f: dict[str, Any], console: Console, verdict: bool) -> None:
 def render_handshake(h: dict[str, Any], index: int, console: Console, verbose: bool) -> None:
     outcome = h["outcome"]
     status = f" {h['response']['status']}" if h["response"] else ""
-    head = _line((f"#{index} ", "bold"), f"{h['client']} → {h['server']}  ", (h["start"] or "", "dim"),
-                 "  ", (f"{outcome.upper()}{status}", OUTCOME_STYLE.get(outcome, "")),
-                 (f"  [tcp.stream eq {h['tcp_stream']}]", "dim"))
+    head = _line(
+        (f"#{index} ", "bold"),
+        f"{h['client']} → {h['server']}  ",
+        (h["start"] or "", "dim"),
+        "  ",
+        (f"{outcome.upper()}{status}", OUTCOME_STYLE.get(outcome, "")),
+        (f"  [tcp.stream eq {h['tcp_stream']}]", "dim"),
+    )
     console.print(head)
     req = h["request"]
     if req is not None:
-        console.print(Text(f"  {safe(req['method'], 20)} {safe(req['target'], 300)} {safe(req['version'], 20)}"))
+        console.print(
+            Text(f"  {safe(req['method'], 20)} {safe(req['target'], 300)} {safe(req['version'], 20)}")
+        )
         for n, v in req["headers"][:MAX_HEADERS_SHOWN]:
             console.print(Text(f"    {safe(n, 80)}: {safe(v, 300)}", style="dim" if not verbose else ""))
         if len(req["headers"]) > MAX_HEADERS_SHOWN:
@@ -136,17 +158,29 @@ def render_handshake(h: dict[str, Any], index: int, console: Console, verbose: b
 
 
 def render(doc: dict[str, Any], out: TextIO, color: bool | None = None, verbose: bool = False) -> None:
-    console = Console(file=out, force_terminal=color, no_color=color is False, highlight=False,
-                      soft_wrap=True, emoji=False)
+    console = Console(
+        file=out, force_terminal=color, no_color=color is False, highlight=False, soft_wrap=True, emoji=False
+    )
     for i, h in enumerate(doc["handshakes"], 1):
         render_handshake(h, i, console, verbose)
     for o in doc["ota"]:
         req, resp = o["request"], o["response"]
         answer = f"{resp['status']} {safe(resp['reason'], 40)}" if resp else "no answer"
-        console.print(_line(("OTA ", "bold"), f"{o['client']} → {o['server']}  {safe(req['method'], 10)} "
-                            f"{safe(req['target'], 200)} → {answer}"))
+        console.print(
+            _line(
+                ("OTA ", "bold"),
+                f"{o['client']} → {o['server']}  {safe(req['method'], 10)} "
+                f"{safe(req['target'], 200)} → {answer}",
+            )
+        )
         if resp and resp["body"]:
             console.print(Text("    body: " + safe(resp["body"], BODY_PREVIEW), style="dim"))
+        if o["cause"]:
+            _finding(o["cause"], console, verdict=True)
+        for f in o["findings"]:
+            if verbose or f["severity"] != "info":
+                _finding(f, console, verdict=False)
+        console.print()
     _summary(doc, console)
 
 
@@ -156,9 +190,19 @@ def _summary(doc: dict[str, Any], console: Console) -> None:
         table.add_column(col, overflow="fold")
     for inp in doc["inputs"]:
         hs = [h for h in doc["handshakes"] if h["input"] == inp["path"]]
+        otas = [o for o in doc["ota"] if o["input"] == inp["path"]]
         notes = inp["error"] or ", ".join(sorted({a["name"] for a in inp["anomalies"]})) or ""
-        table.add_row(Text(safe(inp["path"], 80)), str(inp["packets"]), str(inp["connections"]), str(len(hs)),
-                      str(sum(1 for h in hs if h["failed"])), Text(safe(notes, 120)))
+        if otas:
+            notes = f"{len(otas)} OTA exchange(s)" + (f"; {notes}" if notes else "")
+        failed = sum(1 for h in hs + otas if h["failed"])
+        table.add_row(
+            Text(safe(inp["path"], 80)),
+            str(inp["packets"]),
+            str(inp["connections"]),
+            str(len(hs)),
+            str(failed),
+            Text(safe(notes, 120)),
+        )
     console.print(table)
     causes = doc["summary"]["causes"]
     if causes:

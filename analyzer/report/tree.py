@@ -20,6 +20,7 @@ from analyzer.model import (
     HttpResponse,
     InputSummary,
     Opcode,
+    OtaDiagnosis,
     OtaExchange,
     Report,
     Transport,
@@ -34,9 +35,12 @@ SCHEMA = "wsdiag/1"
 def iso(ts_ns: int) -> str | None:
     if not ts_ns:
         return None
-    return datetime.fromtimestamp(ts_ns // 1_000_000_000, UTC).replace(
-        microsecond=(ts_ns // 1000) % 1_000_000
-    ).isoformat().replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ts_ns // 1_000_000_000, UTC)
+        .replace(microsecond=(ts_ns // 1000) % 1_000_000)
+        .isoformat()
+        .replace("+00:00", "Z")
+    )
 
 
 def epoch(ts_ns: int) -> float | None:
@@ -194,7 +198,8 @@ def handshake(d: Diagnosis, path: str) -> dict[str, Any]:
     }
 
 
-def ota(o: OtaExchange, path: str) -> dict[str, Any]:
+def ota(d: OtaDiagnosis, path: str) -> dict[str, Any]:
+    o = d.exchange
     return {
         "input": path,
         "tcp_stream": o.tcp_stream,
@@ -203,6 +208,9 @@ def ota(o: OtaExchange, path: str) -> dict[str, Any]:
         "client_mac": o.client_mac,
         "request": request(o.request),
         "response": response(o.response),
+        "failed": d.cause is not None,
+        "cause": finding(d.cause) if d.cause else None,
+        "findings": [finding(f) for f in d.findings if f is not d.cause],
     }
 
 
@@ -227,16 +235,17 @@ def redactor_for(reports: list[Report], show_secrets: bool) -> Redactor:
     for r in reports:
         for d in r.diagnoses:
             msgs += [d.handshake.request, d.handshake.response]
-        otas += r.otas
+        otas += [o.exchange for o in r.otas]
     return Redactor.for_traffic(msgs, otas, enabled=not show_secrets)
 
 
 def document(reports: list[Report], show_secrets: bool = False) -> dict[str, Any]:
     red = redactor_for(reports, show_secrets)
     handshakes = [handshake(d, r.input.path) for r in reports for d in r.diagnoses]
-    failed = sum(1 for h in handshakes if h["failed"])
+    ota_list = [ota(o, r.input.path) for r in reports for o in r.otas]
+    failed = sum(1 for h in handshakes if h["failed"]) + sum(1 for o in ota_list if o["failed"])
     causes: dict[str, int] = {}
-    for h in handshakes:
+    for h in handshakes + ota_list:
         if h["cause"]:
             causes[h["cause"]["name"]] = causes.get(h["cause"]["name"], 0) + 1
     doc = {
@@ -250,7 +259,7 @@ def document(reports: list[Report], show_secrets: bool = False) -> dict[str, Any
             "causes": dict(sorted(causes.items())),
         },
         "handshakes": handshakes,
-        "ota": [ota(o, r.input.path) for r in reports for o in r.otas],
+        "ota": ota_list,
         "secrets": "shown" if show_secrets else "redacted",
     }
     out = red.tree(doc)

@@ -1,0 +1,520 @@
+"""WS3xx: what the answer says, read past the status line (who wrote it, and its body)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+from analyzer.model import Handshake, Opcode, Outcome, Payload, Severity
+from analyzer.rules._facts import (
+    accept_for,
+    body_text,
+    describe_answer,
+    has_websocket_markers,
+    header_line,
+    is_bare_403,
+    is_websocket_attempt,
+    is_websockets_server,
+    json_body,
+    path_of,
+    proxy_name,
+    server_header,
+    tokens,
+    valid_key,
+    ws_complaint,
+)
+from analyzer.rules._rule import Context, Hit, rule
+
+XIAOZHI_PORTS = {8000: "the WebSocket port", 8002: "the manager-api", 8003: "the OTA/HTTP port (aiohttp)"}
+
+
+def _port_note(port: int) -> str:
+    known = XIAOZHI_PORTS.get(port)
+    return (
+        f" (port {port} is {known} in a default xiaozhi deployment; the WebSocket is on 8000)"
+        if known
+        else ""
+    )
+
+
+@rule(
+    "WS301",
+    "redirect",
+    Severity.ERROR,
+    rank=10,
+    title="The server answered a redirect (3xx); WebSocket clients do not follow it",
+    fix="Connect to the Location directly; an http→https redirect means: use wss:// (and port 443).",
+)
+def redirect(hs: Handshake, ctx: Context) -> Iterator[Hit]:
+    """What it checks:
+    A 3xx answer to the upgrade request, and where its `Location` points.
+
+    Why it is refused:
+    RFC 6455 lets clients treat any status other than 101 as failure, and almost all do (the
+    ESP32 firmware, arduinoWebSockets, browsers). Typical sources: Traefik/Caddy HTTP→HTTPS
+    redirects, path normalisation adding a trailing slash.
+
+    Example:
+    `HTTP/1.1 308 Permanent Redirect`, `Location: https://example.com/xiaozhi/v1/`.
+
+    Fix:
+    Use the final URL; for an http→https redirect switch to `wss://`.
+
+    References:
+    RFC 6455 §4.1 (client requirements, step 5 of validating the response); field-failures A6.
+    """
+    resp = hs.response
+    if hs.request is None or resp is None or not 300 <= resp.status < 400:
+        return
+    loc = resp.header("location")
+    if loc is None:
+        yield Hit(
+            f"the server answered {resp.status} {resp.reason} without a Location",
+            evidence=describe_answer(resp),
+        )
+        return
+    target = urlsplit(loc)
+    hint = ""
+    if target.scheme == "https":
+        hint = ": the site wants TLS, use wss://"
+    elif target.path and target.path.rstrip("/") == path_of(hs.request).rstrip("/"):
+        hint = f": use the path {target.path} exactly"
+    yield Hit(
+        f"the server redirects ({resp.status}) to {loc}{hint}; WebSocket clients do not follow redirects",
+        evidence=header_line(resp, "Location"),
+    )
+
+
+@rule(
+    "WS302",
+    "server-is-running-page",
+    Severity.ERROR,
+    rank=20,
+    title="xiaozhi-server answered `200 Server is running` instead of 101",
+    fix="Make the request reach xiaozhi-server with exactly `Connection: Upgrade` and `Upgrade: websocket`; "
+    "behind nginx: `proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; "
+    'proxy_set_header Connection "upgrade";`.',
+)
+def server_is_running_page(hs: Handshake, ctx: Context) -> Iterator[Hit]:
+    """What it checks:
+    A `200` whose body starts with `Server is running` answering an upgrade request.
+
+    Why it is refused:
+    xiaozhi-server's `process_request` hook answers this page whenever the `Connection` header
+    is not exactly `upgrade`: a token list (Firefox), `close` or none (a proxy that does not
+    forward hop-by-hop headers). The firmware only sees "not 101" (`WebSocket handshake failed`).
+    `Server: …websockets/…` means the server answered directly; `Server: nginx` or `Via` means a
+    proxy relayed it, i.e. the proxy dropped the upgrade. The page is a symptom, so for a
+    WebSocket attempt the finding that names what to change is the verdict and this one supports
+    it: `connection-token-list` for `keep-alive, Upgrade`, `missing-upgrade-headers` when the
+    headers were dropped (by the client or a proxy). Only for a plain GET with no WebSocket
+    header at all (a browser or curl opening the ws:// URL) is this page the verdict.
+
+    Example:
+    `HTTP/1.1 200 OK`, `Server: Python/3.10 websockets/14.2`, body `Server is running\\n`.
+
+    Fix:
+    Send exactly `Connection: Upgrade`; configure the proxy to forward Upgrade and Connection.
+
+    References:
+    xiaozhi-server `core/websocket_server.py` `_http_response`; xiaozhi-protocol.md §1.2, §6 row 12;
+    field-failures D1, B3.
+    """
+    req, resp = hs.request, hs.response
+    if req is None or resp is None or resp.status != 200 or not resp.body.startswith(b"Server is running"):
+        return
+    conn = [v.strip() for v in req.headers_named("connection")]
+    listed = len(conn) == 1 and "upgrade" in tokens(req, "connection") and conn[0].lower() != "upgrade"
+    proxy = proxy_name(resp)
+    relayed = f" (relayed by {proxy})" if proxy else ""
+    if not has_websocket_markers(req):
+        why = "a plain HTTP request without Upgrade/Sec-WebSocket-* headers (a browser or curl opened the "
+        why, rank = why + "ws:// URL): the server is up; connect with a WebSocket client", 20
+    elif listed:
+        why, rank = f"the request's `Connection: {conn[0]}` is a list, not exactly `upgrade`", 50
+    else:
+        shown = f"`Connection: {conn[0]}`" if conn else "no exact `Connection: upgrade`"
+        why, rank = f"xiaozhi-server saw {shown}: the upgrade headers did not reach it{relayed}", 50
+    yield Hit(f"200 Server is running instead of 101: {why}", evidence=describe_answer(resp), rank=rank)
+
+
+def _service_guess(hs: Handshake) -> str:
+    resp = hs.response
+    assert resp is not None
+    obj = json_body(resp.body)
+    text = body_text(resp)
+    if isinstance(obj, dict) and "code" in obj and "msg" in obj:
+        return f"a JSON API answer {text.strip()[:60]!r} (the manager-api answers foreign paths this way)"
+    if "OTA" in text:
+        return "the OTA endpoint's page"
+    if '"sid"' in text:
+        return "a Socket.IO/Engine.IO endpoint (a raw WebSocket client cannot talk to it)"
+    if "<html" in text.lower():
+        return "a web page"
+    return f"an HTTP answer {describe_answer(resp)}"
+
+
+@rule(
+    "WS303",
+    "wrong-service",
+    Severity.ERROR,
+    rank=10,
+    title="The request reached another service (manager-api, OTA/HTTP port, a web app), not the WebSocket",
+    fix="Use the WebSocket URL the OTA hands out (xiaozhi: ws://<host>:8000/xiaozhi/v1/); 8002 is the "
+    "manager-api and 8003 the OTA/HTTP port.",
+)
+def wrong_service(hs: Handshake, ctx: Context) -> Iterator[Hit]:
+    """What it checks:
+    A `200` that is not xiaozhi's `Server is running` page (e.g. the manager-api's JSON
+    `{"code":401,"msg":"未授权"}`), an aiohttp 404 (xiaozhi's HTTP port), a port that answers
+    non-HTTP bytes, or a port other than `--expect-port`.
+
+    Why it is refused:
+    Anything but 101 fails the upgrade; the firmware logs the same `WebSocket handshake failed`
+    for all of them. Users often point the device at 8002 (manager-api, whose Shiro filter
+    answers HTTP 200 with a JSON 401) or 8003 (aiohttp: `404: Not Found`).
+
+    Example:
+    `GET /xiaozhi/v1/` to :8002 → `HTTP/1.1 200`, body `{"code":401,"msg":"未授权"}`.
+
+    Fix:
+    Connect to the WebSocket port (8000 by default) with the path `/xiaozhi/v1/`.
+
+    References:
+    xiaozhi-protocol.md §1.1, §5; field-failures §0.3, A2, B8.
+    """
+    req, resp, t = hs.request, hs.response, hs.transport
+    if req is None:
+        return
+    port = hs.server.port
+    expected = ctx.config.expect_port
+    if resp is None and t.server_payload == Payload.OTHER:
+        yield Hit(
+            f"{hs.server} answered bytes that are not HTTP: another protocol listens there{_port_note(port)}",
+            evidence="server bytes are not HTTP",
+        )
+    elif resp is not None and resp.status == 200 and not resp.body.startswith(b"Server is running"):
+        yield Hit(
+            f"{hs.server} answered 200 with {_service_guess(hs)}{_port_note(port)}",
+            evidence=describe_answer(resp),
+        )
+    elif resp is not None and resp.status == 404 and "aiohttp" in server_header(resp).lower():
+        yield Hit(
+            f"aiohttp answered 404: this is xiaozhi's HTTP (OTA) port, not the WebSocket{_port_note(port)}",
+            evidence=describe_answer(resp),
+        )
+    if expected is not None and port != expected:
+        failed = hs.outcome != Outcome.UPGRADED
+        yield Hit(
+            f"the connection went to port {port}, expected {expected}",
+            evidence=str(hs.server),
+            severity=Severity.ERROR if failed else Severity.WARNING,
+            rank=25 if failed else 80,
+        )
+
+
+def _html_page(resp_body: str) -> bool:
+    low = resp_body.lower()
+    return "<html" in low or "<!doctype" in low
+
+
+@rule(
+    "WS304",
+    "proxy-rejected",
+    Severity.ERROR,
+    rank=40,
+    title="A proxy, CDN or WAF in front refused the request (403/502/504 page from nginx, Cloudflare…)",
+    fix="Fix the proxy: forward the upgrade (`proxy_http_version 1.1`, Upgrade/Connection headers), check "
+    "that the upstream is up, and relax bot/WAF rules for devices without a User-Agent.",
+)
+def proxy_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
+    """What it checks:
+    403/401/429 answers written by a proxy or CDN (`Server: nginx`, `cloudflare`, `Via`,
+    `CF-RAY`, an HTML error page), 502/503/504 gateway errors, and bare 403s with no page and no
+    Server header that no more specific rule explains (an application's refusal: uvicorn turns a
+    Starlette app's close-before-accept into exactly that).
+
+    Why it is refused:
+    xiaozhi-server never answers 401/403/404 on its WebSocket port, so such pages come from what
+    is in front: nginx `deny`/auth rules, Cloudflare bot protection (the firmware sends no
+    User-Agent), or a proxy whose upstream is down or talks HTTP/1.0 to it (→ 502).
+
+    Example:
+    `HTTP/1.1 403 Forbidden`, `Server: nginx/1.22.1`, `<center>nginx</center>`.
+
+    Fix:
+    Allow the device in the proxy/WAF; set `proxy_http_version 1.1` and the upgrade headers;
+    start the upstream.
+
+    References:
+    xiaozhi-protocol.md §6 row 23; field-failures D1, D3, D5.
+    """
+    req, resp = hs.request, hs.response
+    if req is None or resp is None or resp.status < 400 or is_websockets_server(resp):
+        return
+    if "plain HTTP request was sent to HTTPS port" in body_text(resp):
+        return
+    proxy = proxy_name(resp)
+    server = server_header(resp).lower()
+    if resp.status in (502, 504):
+        who = proxy or "the gateway"
+        yield Hit(
+            f"{who} answered {resp.status}: the upstream WebSocket server is down or unreachable, or the "
+            "proxy talks HTTP/1.0 to it (proxy_http_version 1.1 missing)",
+            evidence=describe_answer(resp),
+            rank=15,
+        )
+    elif proxy is not None:
+        extra = (
+            "; Cloudflare bot protection blocks clients without a browser User-Agent"
+            if (proxy == "cloudflare" and resp.status == 403)
+            else ""
+        )
+        yield Hit(
+            f"{proxy} refused the request with {resp.status} {resp.reason}{extra}",
+            evidence=describe_answer(resp),
+        )
+    elif resp.status == 403 and "uvicorn" not in server and _html_page(body_text(resp)):
+        yield Hit(
+            "a 403 HTML error page, typical of a proxy or WAF in front",
+            evidence=describe_answer(resp),
+            rank=45,
+        )
+    elif is_bare_403(resp):
+        yield Hit(
+            "a bare 403 (no page, no Server header): the application or a WAF refused the upgrade; "
+            "Starlette/FastAPI answer this when the app closes before accept()",
+            evidence=describe_answer(resp),
+            rank=45,
+        )
+
+
+@rule(
+    "WS305",
+    "origin-rejected",
+    Severity.ERROR,
+    rank=10,
+    title="The server refused the request's Origin",
+    fix="Add the client's Origin to the server's allowed origins, stop sending Origin from devices "
+    "(arduinoWebSockets sends `file://`), or make the proxy keep Host consistent with Origin.",
+)
+def origin_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
+    """What it checks:
+    A 403 (or a websockets 400 naming the header) to a request that carries `Origin`, when the
+    body names Origin, the server is `websockets` (whose only 403 is the Origin check), or
+    another non-proxy server answered a bare 403.
+
+    Why it is refused:
+    Servers with an allow-list (`websockets.serve(origins=…)`, Tornado's `check_origin`,
+    Spring's `setAllowedOrigins`, Phoenix) answer 403 to unknown origins, `null` or `file://`.
+    xiaozhi-server does not check Origin.
+
+    Example:
+    `Origin: http://evil.example` → `HTTP/1.1 403 Forbidden`,
+    `Failed to open a WebSocket connection: invalid Origin header: http://evil.example.`
+
+    Fix:
+    Allow the origin on the server, or omit Origin from non-browser clients.
+
+    References:
+    RFC 6455 §4.2.1 (item 5), §10.2; field-failures B7.
+    """
+    req, resp = hs.request, hs.response
+    if req is None or resp is None or not req.headers_named("origin") or resp.status not in (400, 403):
+        return
+    ev = header_line(req, "Origin")
+    said = ws_complaint(resp) or body_text(resp)
+    if "origin" in said.lower() and "multiple values" not in said:
+        yield Hit(f"the server refused the Origin: {said.strip()[:120]!r}", evidence=ev, rank=5)
+    elif resp.status != 403 or proxy_name(resp) is not None:
+        return
+    elif is_websockets_server(resp):
+        yield Hit("websockets answered 403: its only 403 is the Origin allow-list", evidence=ev)
+    elif "uvicorn" in server_header(resp).lower():
+        path_ok = ctx.config.expect_path is not None and path_of(req) == ctx.config.expect_path
+        if path_ok:
+            yield Hit(
+                "uvicorn/Starlette answered 403 on the expected path: the app refused the Origin (or closed "
+                "before accept)",
+                evidence=ev,
+                rank=25,
+            )
+    elif not _html_page(body_text(resp)):
+        yield Hit("a bare 403 to a request with Origin: most likely an Origin check", evidence=ev, rank=44)
+
+
+@rule(
+    "WS306",
+    "subprotocol-mismatch",
+    Severity.ERROR,
+    rank=10,
+    title="Sec-WebSocket-Protocol offered and answered do not agree",
+    fix="Offer a subprotocol the server supports (or none); make the server echo one of the offered ones.",
+)
+def subprotocol_mismatch(hs: Handshake, ctx: Context) -> Iterator[Hit]:
+    """What it checks:
+    The client offered `Sec-WebSocket-Protocol` and the 101 selects none or one not offered; the
+    101 selects one although none was offered; or a 400/403/426 body names the subprotocol.
+
+    Why it is refused:
+    RFC 6455 makes the client fail the connection when the server selects a protocol it did not
+    offer; browsers (Chromium) also fail when they offered one and none comes back. Servers with a
+    fixed list refuse unknown offers (Ratchet 426, websockets 400). The ESP32 firmware and
+    arduinoWebSockets do not check the answer, so they may go on regardless.
+
+    Example:
+    `Sec-WebSocket-Protocol: arduino` → 101 without `Sec-WebSocket-Protocol`.
+
+    Fix:
+    Match the subprotocol lists on both sides.
+
+    References:
+    RFC 6455 §4.1 (item 10), §4.2.2, §11.3.4; field-failures B6.
+    """
+    req, resp = hs.request, hs.response
+    if req is None or resp is None:
+        return
+    offered = tokens(req, "sec-websocket-protocol")
+    chosen = (resp.header("sec-websocket-protocol") or "").strip()
+    ev = f"{header_line(req, 'Sec-WebSocket-Protocol')} → {header_line(resp, 'Sec-WebSocket-Protocol')}"
+    if resp.status != 101:
+        said = (ws_complaint(resp) or body_text(resp)).lower()
+        if resp.status in (400, 403, 426) and ("subprotocol" in said or "sec-websocket-protocol" in said):
+            yield Hit(
+                f"the server refused the offered subprotocol(s) {offered}: {describe_answer(resp)}",
+                evidence=ev,
+            )
+        return
+    if chosen and chosen.lower() not in offered:
+        yield Hit(
+            f"the 101 selects subprotocol {chosen!r}, which the client did not offer: the client must fail",
+            evidence=ev,
+        )
+    elif offered and not chosen:
+        browser = "mozilla" in (req.header("user-agent") or "").lower()  # Origin alone: arduino, apps
+        client_failed = any(
+            f.direction == "client" and f.opcode == Opcode.CLOSE and f.close_code in (1002, 1006)
+            for f in hs.frames
+        )
+        if browser or client_failed:
+            yield Hit(
+                f"the client offered {offered} and the 101 selects none: browsers fail the connection",
+                evidence=ev,
+                rank=20,
+            )
+        else:
+            yield Hit(
+                f"the client offered {offered} and the 101 selects none (browsers would fail; this client "
+                "may not check)",
+                evidence=ev,
+                severity=Severity.WARNING,
+                rank=60,
+            )
+
+
+@rule(
+    "WS307",
+    "bad-websocket-accept",
+    Severity.ERROR,
+    rank=15,
+    title="The 101's Sec-WebSocket-Accept is missing or wrong",
+    fix="Fix the server or the proxy that rewrites the 101 (the value must be "
+    "base64(SHA-1(key + 258EAFA5-E914-47DA-95CA-C5AB0DC85B11))).",
+)
+def bad_websocket_accept(hs: Handshake, ctx: Context) -> Iterator[Hit]:
+    """What it checks:
+    A 101 whose `Sec-WebSocket-Accept` is absent or differs from the value computed from the
+    request's `Sec-WebSocket-Key`.
+
+    Why it is refused:
+    RFC 6455 makes the client fail the connection; browsers and most libraries do. The ESP32
+    firmware does **not** check it (it only looks for `HTTP/1.1 101`), so the device may work with a
+    server that other clients refuse; it is reported as a warning when the conversation went on.
+
+    Example:
+    `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==` → `Sec-WebSocket-Accept: abc=`
+    (expected `s3pPLMBiTxaQ9kYGzzhZRbK+xOo=`).
+
+    Fix:
+    Use a conforming server; make sure no proxy rewrites the 101.
+
+    References:
+    RFC 6455 §4.1 (item 4 of the response checks), §4.2.2 (step 5.4); xiaozhi-protocol.md §3.4.
+    """
+    req, resp = hs.request, hs.response
+    if req is None or resp is None or resp.status != 101:
+        return
+    keys = req.headers_named("sec-websocket-key")
+    if len(keys) != 1 or not valid_key(keys[0]):
+        return
+    got, want = (resp.header("sec-websocket-accept") or "").strip(), accept_for(keys[0])
+    if got == want:
+        return
+    what = "missing" if not got else f"{got!r}, expected {want!r}"
+    went_on = any(f.direction == "server" and f.opcode == Opcode.TEXT for f in hs.frames) and any(
+        f.direction == "client" and f.opcode in (Opcode.TEXT, Opcode.BINARY) for f in hs.frames
+    )
+    if went_on:
+        yield Hit(
+            f"Sec-WebSocket-Accept is {what}; this client went on (the ESP32 firmware does not check it), "
+            "browsers and most libraries would fail",
+            evidence=header_line(resp, "Sec-WebSocket-Accept"),
+            severity=Severity.WARNING,
+            rank=60,
+        )
+    else:
+        yield Hit(
+            f"Sec-WebSocket-Accept is {what}: browsers and most clients fail the connection "
+            "(the ESP32 firmware does not check it)",
+            evidence=header_line(resp, "Sec-WebSocket-Accept"),
+        )
+
+
+@rule(
+    "WS399",
+    "unexplained-rejection",
+    Severity.ERROR,
+    rank=99,
+    title="The server refused the upgrade and no other rule recognised why",
+    fix="Read the answer's body and the server's log; report the capture so a rule can learn it.",
+)
+def unexplained_rejection(hs: Handshake, ctx: Context) -> Iterator[Hit]:
+    """What it checks:
+    A non-101 answer (or client bytes that are neither HTTP nor TLS) that no other rule
+    explains. The engine keeps this finding only when no other rule found an error.
+
+    Why it is refused:
+    Unknown: the status and body are quoted so that a human can judge.
+
+    Example:
+    `HTTP/1.1 418 I'm a teapot`
+
+    Fix:
+    Look at the server's documentation and log for that status.
+
+    References:
+    RFC 6455 §4.1; RFC 9110 §15.
+    """
+    resp = hs.response
+    if (
+        hs.request is not None
+        and resp is not None
+        and resp.status != 101
+        and is_websocket_attempt(hs.request)
+    ):
+        yield Hit(f"the server answered {describe_answer(resp)}", evidence=describe_answer(resp))
+    elif hs.request is None and hs.transport.client_payload == Payload.OTHER:
+        yield Hit("the client's first bytes are neither HTTP nor TLS", evidence="client bytes not HTTP")
+
+
+RULES = (
+    redirect,
+    server_is_running_page,
+    wrong_service,
+    proxy_rejected,
+    origin_rejected,
+    subprotocol_mismatch,
+    bad_websocket_accept,
+    unexplained_rejection,
+)
+FALLBACK_CODES = frozenset({"WS399"})

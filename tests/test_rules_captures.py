@@ -1,0 +1,67 @@
+"""End to end: the first cause for every row of captures/expected.tsv (real loopback captures).
+
+Handshake rows are matched by tcp_stream against `Report.diagnoses`; OTA rows (POST …/ota) against
+`Report.otas` (the OTA diagnoses). The captures' tokens are signed with the key the recorder documents in
+captures/README.md, which is passed as --auth-key would be.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analyzer.config import Config
+
+CAPTURES = Path(__file__).resolve().parent.parent / "captures"
+EXPECTED = CAPTURES / "expected.tsv"
+CONFIG = Config(auth_key="wsdiag-test-key")  # captures/README.md: how the tokens were signed
+
+analyze_path: Callable[..., Any] | None
+try:
+    from analyzer.pipeline import analyze_path
+except ImportError as exc:  # pragma: no cover - until the pipeline lands
+    analyze_path = None
+    SKIP = f"analyzer.pipeline.analyze_path is not importable yet ({exc})"
+else:
+    SKIP = ""
+
+
+def rows() -> list[dict[str, str]]:
+    if not EXPECTED.exists():
+        return []
+    with EXPECTED.open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+@cache
+def report(name: str) -> Any:
+    assert analyze_path is not None
+    return analyze_path(str(CAPTURES / name), CONFIG)
+
+
+def causes(row: dict[str, str]) -> list[str]:
+    rep = report(row["file"])
+    stream = int(row["tcp_stream"])
+    if row["method"] == "POST" and "/ota" in row["target"]:
+        found = [od for od in rep.otas if od.exchange.tcp_stream == stream]
+    else:
+        found = [d for d in rep.diagnoses if d.handshake.tcp_stream == stream]
+    return [d.cause.name if d.cause is not None else "none" for d in found]
+
+
+@pytest.mark.skipif(not EXPECTED.exists(), reason="captures/expected.tsv not recorded yet")
+@pytest.mark.skipif(bool(SKIP), reason=SKIP or "pipeline present")
+@pytest.mark.parametrize("row", rows(), ids=lambda r: f"{r['file']}#{r['tcp_stream']}")
+def test_first_cause_matches_expected(row: dict[str, str]) -> None:
+    """The verdict for each recorded stream is the expected cause name (or none)."""
+    got = causes(row)
+    expected = row["expected_cause"]
+    if expected == "none":
+        assert got in ([], ["none"]), got  # a good TLS session or OTA may yield no diagnosis at all
+    else:
+        assert got == [expected]

@@ -1,0 +1,259 @@
+"""WS3xx: answers read past the status line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from factories import (
+    CLIENT_HELLO,
+    KEY,
+    cause,
+    close,
+    diag,
+    make_handshake,
+    make_request,
+    make_response,
+    names,
+    server_is_running,
+    switching,
+    text,
+    ws_failure,
+)
+
+from analyzer.config import Config
+from analyzer.model import HttpRequest, Severity
+
+BROWSER = [
+    ("Host", "example.com"),
+    ("Connection", "Upgrade"),
+    ("Upgrade", "websocket"),
+    ("Sec-WebSocket-Key", KEY),
+    ("Sec-WebSocket-Version", "13"),
+    ("Origin", "https://example.com"),
+    ("User-Agent", "Mozilla/5.0"),
+    ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
+]
+
+
+def browser(**kw: Any) -> HttpRequest:
+    return make_request(target="/chat", headers=BROWSER, **kw)
+
+
+def test_redirect_to_https_says_use_wss() -> None:
+    """308 to https://: redirect, suggesting wss://."""
+    resp = make_response(308, "", server="Caddy", headers=[("Location", "https://example.com/xiaozhi/v1/")])
+    d = diag(make_handshake(response=resp))
+    assert cause(d) == "redirect"
+    assert d.cause is not None and "wss://" in d.cause.message
+
+
+def test_101_is_not_redirect() -> None:
+    """A 101 gets no redirect."""
+    assert "redirect" not in names(diag(make_handshake()))
+
+
+def test_plain_get_server_running_is_page() -> None:
+    """A plain GET (browser/curl, no WebSocket header) answered by the page: server-is-running-page."""
+    req = make_request(
+        headers=[("Host", "192.168.1.10:8000"), ("User-Agent", "curl/8.5.0"), ("Accept", "*/*")]
+    )
+    assert cause(diag(make_handshake(req, server_is_running()))) == "server-is-running-page"
+
+
+def test_proxy_leg_without_upgrade_headers_is_missing_upgrade_headers() -> None:
+    """Proxy→server leg (HTTP/1.0, Connection: close, no Upgrade) + page: missing-upgrade-headers."""
+    req = make_request(
+        version="HTTP/1.0",
+        set_headers={"Connection": "close", "Upgrade": None},
+        add_headers=[("X-Forwarded-For", "192.168.1.23")],
+    )
+    d = diag(make_handshake(req, server_is_running()))
+    assert cause(d) == "missing-upgrade-headers"
+    assert "server-is-running-page" in names(d, "error")
+
+
+def test_page_relayed_by_nginx_blames_lost_upgrade_headers() -> None:
+    """The client's request is fine, nginx relays the page: the proxy lost the upgrade headers."""
+    d = diag(make_handshake(response=server_is_running(server="nginx/1.22.1")))
+    assert cause(d) == "missing-upgrade-headers"
+    assert d.cause is not None and "nginx" in d.cause.message
+    assert "proxy-rejected" not in names(d)
+
+
+def test_other_200_is_not_server_running_page() -> None:
+    """A 200 JSON is not the page."""
+    resp = make_response(200, '{"code":401,"msg":"未授权"}', server=None)
+    assert "server-is-running-page" not in names(diag(make_handshake(response=resp)))
+
+
+def test_manager_api_json_401_is_wrong_service() -> None:
+    """200 + {"code":401} on :8002: wrong-service naming the manager-api."""
+    from analyzer.model import Endpoint
+
+    resp = make_response(200, '{"code":401,"msg":"未授权"}', server=None)
+    d = diag(make_handshake(response=resp, server=Endpoint("192.168.1.10", 8002)))
+    assert cause(d) == "wrong-service"
+    assert d.cause is not None and "manager-api" in d.cause.message
+
+
+def test_aiohttp_404_is_wrong_service_first() -> None:
+    """aiohttp's 404 (port 8003): wrong-service before wrong-path."""
+    resp = make_response(404, "404: Not Found", server="Python/3.10 aiohttp/3.9.5")
+    d = diag(make_handshake(response=resp))
+    assert names(d, "error")[:2] == ["wrong-service", "wrong-path"]
+
+
+def test_expect_port_mismatch() -> None:
+    """--expect-port 8000 and a failed connection to 8080: wrong-service."""
+    from analyzer.model import Endpoint
+
+    hs = make_handshake(response=make_response(400, "bad", server="x"), server=Endpoint("192.168.1.10", 8080))
+    assert "wrong-service" in names(diag(hs, Config(expect_port=8000)), "error")
+
+
+def test_101_is_not_wrong_service() -> None:
+    """The good handshake is the right service."""
+    assert "wrong-service" not in names(diag(make_handshake()))
+
+
+def test_nginx_403_is_proxy_rejected() -> None:
+    """nginx's 403 page: proxy-rejected."""
+    resp = make_response(
+        403,
+        "<html><center><h1>403 Forbidden</h1></center><center>nginx</center></html>",
+        server="nginx/1.22.1",
+    )
+    assert cause(diag(make_handshake(response=resp))) == "proxy-rejected"
+
+
+def test_cloudflare_403_mentions_bot_protection() -> None:
+    """Cloudflare 403: proxy-rejected with the bot-protection hint."""
+    resp = make_response(
+        403,
+        "<html>Attention Required! | Cloudflare</html>",
+        server="cloudflare",
+        headers=[("CF-RAY", "8a1b2c3d4e5f-FRA")],
+    )
+    d = diag(make_handshake(response=resp))
+    assert cause(d) == "proxy-rejected"
+    assert d.cause is not None and "User-Agent" in d.cause.message
+
+
+def test_502_is_proxy_rejected() -> None:
+    """nginx 502: proxy-rejected (upstream down / HTTP/1.0 upstream)."""
+    resp = make_response(502, "<html><center>nginx</center></html>", server="nginx")
+    d = diag(make_handshake(response=resp))
+    assert cause(d) == "proxy-rejected"
+    assert d.cause is not None and "proxy_http_version" in d.cause.message
+
+
+def test_websockets_400_is_not_proxy_rejected() -> None:
+    """The library's own answers are not a proxy's."""
+    req = make_request(set_headers={"Sec-WebSocket-Version": "8"})
+    assert "proxy-rejected" not in names(
+        diag(make_handshake(req, ws_failure(400, "invalid Sec-WebSocket-Version header: 8")))
+    )
+
+
+def test_websockets_origin_403_is_origin_rejected() -> None:
+    """websockets(origins=…) 403 naming the Origin: origin-rejected."""
+    resp = ws_failure(403, "invalid Origin header: https://example.com")
+    d = diag(make_handshake(browser(), resp))
+    assert cause(d) == "origin-rejected"
+
+
+def test_bare_403_with_origin_from_app_is_origin_rejected() -> None:
+    """A bare 403 (Tornado) to a request with Origin: origin-rejected."""
+    resp = make_response(403, "", server="TornadoServer/6.4")
+    assert cause(diag(make_handshake(browser(), resp))) == "origin-rejected"
+
+
+def test_origin_on_101_is_fine() -> None:
+    """Origin + 101: nothing."""
+    d = diag(make_handshake(browser(), switching(), frames=()))
+    assert d.findings == ()
+
+
+def test_offered_subprotocol_not_echoed_to_browser_is_error() -> None:
+    """Browser offered `chat`, 101 has no Sec-WebSocket-Protocol: subprotocol-mismatch error."""
+    req = browser(add_headers=[("Sec-WebSocket-Protocol", "chat")])
+    d = diag(make_handshake(req, switching(), frames=()))
+    assert cause(d) == "subprotocol-mismatch"
+
+
+def test_arduino_subprotocol_not_echoed_is_warning() -> None:
+    """arduinoWebSockets' `arduino` offer not echoed, client does not check: warning."""
+    req = make_request(add_headers=[("Sec-WebSocket-Protocol", "arduino")])
+    d = diag(make_handshake(req))
+    assert cause(d) is None and "subprotocol-mismatch" in names(d, "warning")
+
+
+def test_selected_subprotocol_not_offered_is_error() -> None:
+    """101 selects a protocol nobody offered: subprotocol-mismatch."""
+    resp = switching(extra=[("Sec-WebSocket-Protocol", "mqtt")])
+    assert cause(diag(make_handshake(response=resp))) == "subprotocol-mismatch"
+
+
+def test_echoed_subprotocol_is_fine() -> None:
+    """Offered and echoed: nothing."""
+    req = browser(add_headers=[("Sec-WebSocket-Protocol", "chat, superchat")])
+    resp = switching(extra=[("Sec-WebSocket-Protocol", "chat")])
+    assert diag(make_handshake(req, resp, frames=())).findings == ()
+
+
+def test_wrong_accept_is_bad_websocket_accept() -> None:
+    """A wrong Sec-WebSocket-Accept on a 101: bad-websocket-accept, and the ESP32 note."""
+    d = diag(make_handshake(response=switching(accept="AAAAAAAAAAAAAAAAAAAAAAAAAAA="), frames=()))
+    assert cause(d) == "bad-websocket-accept"
+    assert d.cause is not None and "ESP32" in d.cause.message
+
+
+def test_wrong_accept_but_conversation_went_on_is_warning() -> None:
+    """The ESP32 ignores the accept: when hellos were exchanged it is only a warning."""
+    frames = (
+        text("client", CLIENT_HELLO, 3),
+        text("server", {"type": "hello", "transport": "websocket"}, 40),
+    )
+    d = diag(make_handshake(response=switching(accept="AAAAAAAAAAAAAAAAAAAAAAAAAAA="), frames=frames))
+    assert cause(d) is None
+    assert [f.severity for f in d.findings] == [Severity.WARNING]
+
+
+def test_right_accept_is_fine() -> None:
+    """RFC 6455's sample key/accept pair."""
+    assert "bad-websocket-accept" not in names(diag(make_handshake()))
+
+
+def test_unrecognised_status_gets_fallback_cause() -> None:
+    """A 418 nobody explains: unexplained-rejection."""
+    d = diag(make_handshake(response=make_response(418, "teapot", server="teapotd")))
+    assert cause(d) == "unexplained-rejection"
+
+
+def test_fallback_dropped_when_another_error_explains() -> None:
+    """The fallback disappears as soon as a real rule names the cause."""
+    d = diag(make_handshake(response=make_response(404, "nope", server="x")))
+    assert "unexplained-rejection" not in names(d)
+
+
+def test_close_1000_after_101_without_text_generic_is_warning_only() -> None:
+    """A generic server closing at once (1000): not a failure outside the xiaozhi profile."""
+    req = browser()
+    d = diag(
+        make_handshake(req, switching(), frames=(close("server", 1000, ms=1),)), Config(profile="rfc6455")
+    )
+    assert cause(d) is None
+
+
+def test_bare_403_on_xiaozhi_path_is_wrong_path() -> None:
+    """uvicorn's bare 403 (no Server header) to /xiaozhi/v1/: another app, no such route: wrong-path."""
+    resp = make_response(403, "", server=None, headers=[("Content-Type", "text/plain; charset=utf-8")])
+    assert cause(diag(make_handshake(response=resp))) == "wrong-path"
+
+
+def test_bare_403_on_other_path_is_proxy_rejected() -> None:
+    """A bare 403 on a non-xiaozhi path (app closed before accept): proxy-rejected, hedged."""
+    resp = make_response(403, "", server=None)
+    d = diag(make_handshake(make_request(target="/ws-closed"), resp))
+    assert cause(d) == "proxy-rejected"
+    assert d.cause is not None and "accept()" in d.cause.message

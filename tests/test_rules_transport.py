@@ -1,0 +1,182 @@
+"""WS0xx: transport and TLS verdicts."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from factories import (
+    CLIENT_HELLO,
+    MS,
+    T0,
+    cause,
+    close,
+    diag,
+    good_transport,
+    make_handshake,
+    make_request,
+    make_response,
+    names,
+    silent_drop,
+    syn_only,
+    text,
+)
+
+from analyzer.model import Endpoint, Payload, Transport
+
+
+def test_syn_answered_by_rst_is_port_closed() -> None:
+    """SYN → RST means nothing listens: port-closed."""
+    assert cause(diag(syn_only(rst=True))) == "port-closed"
+
+
+def test_unanswered_syn_is_no_answer_not_port_closed() -> None:
+    """A SYN with neither SYN-ACK nor RST is dropped: no-answer."""
+    d = diag(syn_only())
+    assert cause(d) == "no-answer"
+    assert "port-closed" not in names(d)
+
+
+def test_request_then_fin_is_no_answer() -> None:
+    """A well-formed request followed by a silent FIN: no-answer."""
+    assert cause(diag(silent_drop())) == "no-answer"
+
+
+def test_request_then_rst_is_connection_reset() -> None:
+    """A request followed by a RST and no bytes: connection-reset."""
+    d = diag(silent_drop(rst=True))
+    assert cause(d) == "connection-reset"
+    assert "no-answer" not in names(d)
+
+
+def test_good_handshake_has_no_transport_findings() -> None:
+    """The known-good handshake gets nothing."""
+    assert diag(make_handshake()).findings == ()
+
+
+def _tls_client(**t: Any) -> Transport:
+    return good_transport(client_payload=Payload.TLS, **t)
+
+
+def test_clienthello_answered_with_http_400_is_tls_to_plain_port() -> None:
+    """websockets answers a ClientHello with a plaintext 400: tls-to-plain-port."""
+    resp = make_response(
+        400, "Failed to open a WebSocket connection: did not receive a valid HTTP request.\n"
+    )
+    hs = make_handshake(no_request=True, response=resp, transport=_tls_client())
+    assert cause(diag(hs)) == "tls-to-plain-port"
+
+
+def test_clienthello_then_close_on_plain_port_is_tls_to_plain_port() -> None:
+    """A ClientHello to :8000 and a silent close: tls-to-plain-port."""
+    t = _tls_client(server_payload=Payload.NONE, server_fin=True)
+    hs = make_handshake(no_request=True, no_response=True, transport=t)
+    assert cause(diag(hs)) == "tls-to-plain-port"
+
+
+def test_clienthello_unanswered_on_443_is_no_server_hello() -> None:
+    """On a TLS port a missing ServerHello is no-server-hello, not a ws/wss mix-up."""
+    t = _tls_client(server_payload=Payload.NONE, server_fin=True)
+    hs = make_handshake(no_request=True, no_response=True, transport=t, server=Endpoint("192.168.1.10", 443))
+    d = diag(hs)
+    assert cause(d) == "no-server-hello"
+    assert "tls-to-plain-port" not in names(d)
+
+
+def test_tls_both_ways_is_not_a_mismatch() -> None:
+    """TLS answered by TLS without alert: nothing to say."""
+    t = _tls_client(server_payload=Payload.TLS)
+    hs = make_handshake(no_request=True, no_response=True, transport=t, server=Endpoint("192.168.1.10", 443))
+    assert diag(hs).findings == ()
+
+
+def test_tls_alert_is_tls_handshake_failed() -> None:
+    """A fatal alert from the server: tls-handshake-failed, naming the alert."""
+    t = _tls_client(server_payload=Payload.TLS, tls_alert=(2, 40))
+    hs = make_handshake(no_request=True, no_response=True, transport=t, server=Endpoint("192.168.1.10", 443))
+    d = diag(hs)
+    assert cause(d) == "tls-handshake-failed"
+    assert d.cause is not None and "handshake_failure" in d.cause.message
+
+
+def test_plain_request_answered_with_tls_is_plain_to_tls_port() -> None:
+    """A GET answered by a TLS alert record: plain-to-tls-port."""
+    t = good_transport(server_payload=Payload.TLS, tls_alert=(2, 70))
+    assert cause(diag(make_handshake(no_response=True, transport=t))) == "plain-to-tls-port"
+
+
+def test_nginx_plain_http_page_is_plain_to_tls_port() -> None:
+    """nginx's 400 'plain HTTP request was sent to HTTPS port' page: plain-to-tls-port."""
+    body = "<html><center>The plain HTTP request was sent to HTTPS port</center><center>nginx</center></html>"
+    hs = make_handshake(response=make_response(400, body, server="nginx/1.22.1"))
+    d = diag(hs)
+    assert cause(d) == "plain-to-tls-port"
+    assert "proxy-rejected" not in names(d)
+
+
+def test_hello_without_server_hello_is_no_server_hello() -> None:
+    """Client hello, no server hello, client gave up after 10 s: no-server-hello (unbound device)."""
+    frames = (text("client", CLIENT_HELLO, 3),)
+    t = good_transport(last_ns=T0 + 10_050 * MS, client_fin=True)
+    d = diag(make_handshake(frames=frames, transport=t))
+    assert cause(d) == "no-server-hello"
+
+
+def test_bind_prompt_is_reported_with_no_server_hello() -> None:
+    """The stt bind prompt makes no-server-hello certain and is quoted."""
+    stt = {"type": "stt", "text": "请登录控制面板\uff0c输入123456\uff0c绑定设备。", "session_id": "x"}
+    frames = (text("client", CLIENT_HELLO, 3), text("server", stt, 1100))
+    d = diag(make_handshake(frames=frames))
+    assert cause(d) == "no-server-hello"
+    assert d.cause is not None and "123456" in d.cause.message
+
+
+def test_hello_with_short_capture_is_only_a_warning() -> None:
+    """A capture that ends 50 ms after the hello proves nothing: warning, no cause."""
+    d = diag(make_handshake(frames=(text("client", CLIENT_HELLO, 3),)))
+    assert cause(d) is None
+    assert names(d, "warning") == ["no-server-hello"]
+
+
+def test_server_hello_present_is_fine() -> None:
+    """Hello answered: no no-server-hello."""
+    assert "no-server-hello" not in names(diag(make_handshake()))
+
+
+def test_no_server_hello_ignored_in_rfc6455_profile_for_non_xiaozhi() -> None:
+    """Generic clients have no hello: nothing is expected."""
+    req = make_request(
+        target="/chat",
+        headers=[
+            ("Host", "x"),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+        ],
+    )
+    d = diag(make_handshake(req, frames=(text("client", "hi", 3), close("client", 1000, ms=4))))
+    assert d.findings == ()
+
+
+def test_plain_request_closed_silently_on_8443_is_plain_to_tls_port() -> None:
+    """Python's ssl server just closes on a plain GET: on a TLS port that is plain-to-tls-port."""
+    d = diag(replace(silent_drop(), server=Endpoint("192.168.1.10", 8443)))
+    assert cause(d) == "plain-to-tls-port"
+    assert "no-answer" in names(d)
+
+
+def test_plain_request_closed_silently_on_8000_stays_no_answer() -> None:
+    """The same silence on a plain port is no-answer."""
+    assert "plain-to-tls-port" not in names(diag(silent_drop()))
+
+
+def test_client_alert_is_tls_handshake_failed_from_client() -> None:
+    """The client's unknown_ca alert: tls-handshake-failed, saying the client refused."""
+    t = _tls_client(
+        server_payload=Payload.TLS, tls_alert=(2, 48), tls_alert_by="client", tls_server_hello=True
+    )
+    hs = make_handshake(no_request=True, no_response=True, transport=t, server=Endpoint("192.168.1.10", 443))
+    d = diag(hs)
+    assert cause(d) == "tls-handshake-failed"
+    assert d.cause is not None and "client" in d.cause.message and "unknown_ca" in d.cause.message
