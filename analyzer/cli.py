@@ -321,6 +321,11 @@ def _root(
         raise typer.Exit(EXIT_OK)
 
 
+from analyzer.live_cli import register as register_live  # noqa: E402  (live/interfaces commands)
+
+register_live(app)
+
+
 def main() -> None:
     try:
         app()
