@@ -272,6 +272,8 @@ class Conversation:
             msg.frames,
             msg.anomalies,
         )
+        if not self.unanswered and self.requests.partial is not None:
+            self._partial_request()  # answered before the request was complete (e.g. 431, 400)
         if self.unanswered:
             attempt = self.unanswered.pop(0)
         elif (status == 101 or self._client_spoke_tls()) and len(self.attempts) < MAX_ATTEMPTS:
@@ -289,6 +291,11 @@ class Conversation:
             for m in self._refeed_held():
                 self._request(m)
 
+    def _partial_request(self) -> None:
+        msg, self.requests.partial = self.requests.partial, None
+        if msg is not None and msg.head.start[0]:
+            self._request(msg)
+
     def _client_spoke_tls(self) -> bool:
         return self.client is not None and self.sides[self.client].payload is Payload.TLS
 
@@ -301,7 +308,9 @@ class Conversation:
         self.upgraded = True
         server_rest = self.responses.stop()
         client_rest = self.requests.stop()
-        is_ws = (resp.header("upgrade") or "").strip().lower() == "websocket"
+        asked = next((a.request for a in reversed(self.attempts) if a.response is resp and a.request), None)
+        offered = resp.header("upgrade") or (asked.header("upgrade") if asked else None) or ""
+        is_ws = offered.strip().lower() == "websocket"
         if not is_ws:
             for s in self.sides.values():
                 s.stream.discard = True
@@ -383,9 +392,11 @@ class Conversation:
             if not side.fin and side.payload is Payload.HTTP:
                 from_client = ep == self.client
                 reader = self.requests if from_client else self.responses
-                if reader.mode is Mode.UNTIL_CLOSE:
+                if reader.mode is Mode.UNTIL_CLOSE or (reader.mode is Mode.HEAD and reader.buf):
                     for msg in reader.end():
                         self._message(from_client, msg)
+        if self.requests.partial is not None:  # the connection ended while the request was incomplete
+            self._partial_request()
         for direction, decoder in self.decoders.items():
             leftovers = decoder.finish()
             if leftovers:

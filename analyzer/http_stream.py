@@ -54,6 +54,7 @@ class MessageReader:
         self._anomalies: list[str] = []
         self.anomalies: list[str] = []  # stream-level oddities (gaps inside heads, oversize heads)
         self.pending_methods: list[str] = []  # request methods awaiting a response (HEAD has no body)
+        self.partial: Message | None = None  # a head that never completed, parsed as far as it went
 
     def starts_message(self, data: bytes) -> bool:
         return http1.looks_like_request(data) if self.is_request else http1.looks_like_response(data)
@@ -65,6 +66,8 @@ class MessageReader:
             if not self.starts_message(data):
                 return []
             self.mode = Mode.HEAD
+        if self.mode is Mode.HEAD and not self.buf:
+            self._head_ts = ts_ns
         if frame and (not self.frames or self.frames[-1] != frame):
             self.frames.append(frame)
         if self.mode is Mode.HOLD:
@@ -110,8 +113,24 @@ class MessageReader:
             out.append(self._finish())
         elif self.mode is Mode.HEAD and self.buf:
             self.anomalies.append("http-head-incomplete")
+            self._keep_partial(self._head_ts)
         self.mode = Mode.STOPPED
         return out
+
+    def _keep_partial(self, ts_ns: int) -> None:
+        """Keeps what arrived of a head that never ended (too large, or the stream closed first).
+
+        A request the server answered (431, 400) or dropped before it was complete is still an
+        attempt worth reporting; its header lines are parsed as far as they go.
+        """
+        raw = bytes(self.buf[: self.limits.max_head_bytes])
+        cut = raw.rfind(b"\n")
+        raw = raw[: cut + 1] if cut > 0 else raw
+        parse = http1.parse_request_head if self.is_request else http1.parse_response_head
+        head = parse(raw, self.limits.max_headers)
+        self.partial = Message(
+            head, b"", False, ts_ns, tuple(self.frames), (*head.anomalies, "head-incomplete")
+        )
 
     def _run(self, ts_ns: int) -> list[Message]:
         out: list[Message] = []
@@ -121,6 +140,7 @@ class MessageReader:
                 if end < 0:
                     if len(self.buf) > self.limits.max_head_bytes:
                         self.anomalies.append("http-head-too-large")
+                        self._keep_partial(ts_ns)
                         self._reset(Mode.STOPPED)
                     break
                 self._start_body(bytes(self.buf[:end]), ts_ns)

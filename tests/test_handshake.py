@@ -148,3 +148,30 @@ def test_plain_http_traffic_is_not_a_handshake() -> None:
     w = Wire().handshake().send(True, b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
     w.send(False, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
     assert analyze_segments(w.segments).handshakes == []
+
+
+def test_oversized_head_answered_431_keeps_the_partial_request() -> None:
+    """A head over the 64 KiB bound is cut, not lost: the attempt and the server's 431 are kept."""
+    req = (
+        b"GET /xiaozhi/v1/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Big: "
+        + b"a" * 70000
+    )
+    answer = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n"
+    w = Wire().handshake().send(True, req, sizes=[1400] * 51).send(False, answer).fin(False)
+    [hs] = analyze_segments(w.segments).handshakes
+    assert hs.request is not None and hs.request.header("upgrade") == "websocket"
+    assert "head-incomplete" in hs.request.anomalies
+    assert hs.response is not None and hs.response.status == 431
+
+
+def test_request_never_finished_before_the_server_gave_up() -> None:
+    """A slow or partial handshake (the server's open timeout) is still reported as an attempt."""
+    w = (
+        Wire()
+        .handshake()
+        .send(True, b"GET /xiaozhi/v1/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+        .fin(False)
+    )
+    [hs] = analyze_segments(w.segments).handshakes
+    assert hs.request is not None and "head-incomplete" in hs.request.anomalies
+    assert hs.outcome is Outcome.NO_RESPONSE

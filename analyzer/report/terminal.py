@@ -99,7 +99,7 @@ def _frames(h: dict[str, Any], console: Console) -> None:
         )
 
 
-def _finding(f: dict[str, Any], console: Console, verdict: bool) -> None:
+def _finding(f: dict[str, Any], console: Console, verdict: bool, verbose: bool = False) -> None:
     style = SEVERITY_STYLE.get(f["severity"], "")
     label = "CAUSE" if verdict else f["severity"]
     console.print(
@@ -112,7 +112,7 @@ def _finding(f: dict[str, Any], console: Console, verdict: bool) -> None:
     )
     if f["evidence"]:
         console.print(Text("      evidence: " + safe(f["evidence"], 300), style="dim"))
-    if verdict or f["severity"] == "error":
+    if verdict or verbose:  # the verdict's fix is the one to act on; others on request (-v)
         console.print(_line("      ", ("fix: ", "bold"), safe(f["fix"], 600)))
 
 
@@ -148,7 +148,7 @@ def render_handshake(h: dict[str, Any], index: int, console: Console, verbose: b
         _finding(h["cause"], console, verdict=True)
     for f in h["findings"]:
         if verbose or f["severity"] != "info":
-            _finding(f, console, verdict=False)
+            _finding(f, console, verdict=False, verbose=verbose)
     if h["anomalies"] and verbose:
         names = ", ".join(sorted({a["name"] for a in h["anomalies"]}))
         console.print(Text(f"  anomalies: {names}", style="dim"))
@@ -179,7 +179,7 @@ def render(doc: dict[str, Any], out: TextIO, color: bool | None = None, verbose:
             _finding(o["cause"], console, verdict=True)
         for f in o["findings"]:
             if verbose or f["severity"] != "info":
-                _finding(f, console, verdict=False)
+                _finding(f, console, verdict=False, verbose=verbose)
         console.print()
     _summary(doc, console)
 
