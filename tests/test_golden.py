@@ -37,7 +37,9 @@ def test_report_matches_golden(capture: Path, update_golden: bool) -> None:
     golden = GOLDEN / (capture.name + ".json")
     if update_golden:
         GOLDEN.mkdir(exist_ok=True)
-        golden.write_text(json.dumps({"exit": code, "report": doc}, ensure_ascii=False, indent=1) + "\n", "utf-8")
+        golden.write_text(
+            json.dumps({"exit": code, "report": doc}, ensure_ascii=False, indent=1) + "\n", "utf-8"
+        )
     assert golden.exists(), f"no golden report for {capture.name}: run `pytest --update-golden` and review it"
     expected = json.loads(golden.read_text("utf-8"))
     assert doc == expected["report"]

@@ -74,7 +74,9 @@ def rewrite(src: Path, dst: Path, seed: int) -> None:
     ],
 )
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_reordered_resplit_and_retransmitted_request_gives_same_result(name: str, seed: int, tmp_path: Path) -> None:
+def test_reordered_resplit_and_retransmitted_request_gives_same_result(
+    name: str, seed: int, tmp_path: Path
+) -> None:
     original = CAPTURES / name
     rewritten = tmp_path / name
     rewrite(original, rewritten, seed)
