@@ -180,3 +180,10 @@ def test_client_alert_is_tls_handshake_failed_from_client() -> None:
     d = diag(hs)
     assert cause(d) == "tls-handshake-failed"
     assert d.cause is not None and "client" in d.cause.message and "unknown_ca" in d.cause.message
+
+
+def test_request_head_that_never_ended_is_named_in_the_no_answer_verdict() -> None:
+    """A partial head (no blank line) the server dropped: no-answer, explained by the head."""
+    d = diag(silent_drop(make_request(anomalies=("head-incomplete",))))
+    assert cause(d) == "no-answer"
+    assert d.cause is not None and "never ended" in d.cause.message

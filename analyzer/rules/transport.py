@@ -120,6 +120,15 @@ def no_answer(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         return
     if hs.response is not None or t.server_rst or t.server_payload != Payload.NONE:
         return
+    if "head-incomplete" in hs.request.anomalies:
+        yield Hit(
+            "the request head never ended (no blank line after the headers), so the server kept "
+            "waiting and then dropped it (websockets: 10 s open_timeout); the client wrote only part "
+            "of its request, or the rest was never sent",
+            evidence="request without the terminating CRLF CRLF",
+            rank=20,
+        )
+        return
     if t.server_fin:
         msg = f"{hs.server} received the request and closed the connection without answering a byte"
         yield Hit(msg, evidence="request sent, server FIN, 0 response bytes")
