@@ -440,8 +440,12 @@ def missing_token(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     if ident.source == "header" and "authorization" in query_of(req):
         note += "; an authorization query key is ignored because Device-Id came as a header"
     dev = ident.device_id or ""
-    if any(d.lower() == dev.lower() and d != dev for d in ctx.config.allowed_devices):
-        note += f"; allowed_devices lists {dev!r} in another letter case (the match is case-sensitive)"
+    listed = [d for d in ctx.config.allowed_devices if d.lower() == dev.lower() and d != dev]
+    if listed:
+        note += (
+            f"; allowed_devices lists {listed[0]!r}, which differs from Device-Id {dev!r} only in letter "
+            "case (the match is case-sensitive; ESP32 firmware sends lower case)"
+        )
     a = after_upgrade(hs, True)
     msg = f"no Authorization in the request and the server rejected auth{_old_server(a)}{note}"
     yield from _auth_hit(hs, ctx, msg, header_line(req, "Authorization"), 10)
@@ -712,6 +716,28 @@ def token_bound_to_other_device(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             yield from _auth_hit(hs, ctx, msg, "HMAC verified with --auth-key", 9)
 
 
+def _key_note(hs: Handshake, ctx: Context) -> str:
+    """With --auth-key: a fresh token that verifies for the request's own ids was still refused, so the
+    server checks with another key (spec §1.4 "Where the key comes from", §6 row 6)."""
+    key = ctx.config.auth_key
+    if key is None or hs.request is None:
+        return ""
+    ident = identity(hs.request)
+    token = bearer_token(ident.authorization)
+    ts = token_ts(token) if token else None
+    if token is None or ts is None or ident.device_id is None or ident.client_id is None:
+        return ""
+    if ctx.now_ns and ctx.now_ns // 1_000_000_000 - ts > ctx.config.token_max_age_s:
+        return ""
+    if not verifies(key, token, ident.client_id, ident.device_id):
+        return ""
+    return (
+        "; the token is fresh and verifies with the given key for this request's own ids, so the server "
+        "uses another key (server.auth_key ≠ manager-api server.secret, or a random key since its last "
+        "restart because neither server.auth_key nor manager-api.secret is set)"
+    )
+
+
 @rule(
     "WS211",
     "auth-failed-after-upgrade",
@@ -749,7 +775,8 @@ def auth_failed_after_upgrade(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     reason = f" {close.close_reason!r}" if close is not None and close.close_reason else ""
     if a.rejection == Rejection.AUTH_FAILED:
         yield Hit(
-            "the server sent 认证失败 after the 101 and closed: token authentication failed",
+            "the server sent 认证失败 after the 101 and closed: token authentication failed"
+            + _key_note(hs, ctx),
             evidence="text 认证失败" + frame_ref(a.server_text),
         )
     elif a.rejection == Rejection.SILENT_CLOSE:

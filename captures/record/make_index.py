@@ -202,6 +202,33 @@ NOTES = """* **`xiaozhi-http10-request`**: websockets 17.4 answers `505 HTTP Ver
   aiohttp/…`) are aiohttp's, not Spring's.
 * The OTA server is an aiohttp re-creation of the single-module OTA handler (response fields of
   spec 3.3/5); the 404 for `/xiaozhi/ota` is aiohttp's real one.
+* **`netns-device-id-not-link-mac`** is the one capture not taken on loopback: two network
+  namespaces (`wsdiag-rec-esp32`, `wsdiag-rec-server`) joined by a veth pair, 10.99.77.2 → 10.99.77.1,
+  the device side's veth set to the Espressif MAC `24:0a:c4:12:34:56`, tcpdump on the server-side veth
+  (Ethernet link layer).  The namespaces are deleted after the recording.  The handshake succeeds
+  (the server never sees MACs), so the expected cause is `none`; wsdiag reports a `device-id-mismatch`
+  **warning**.
+* **`xiaozhi-non-uuid-client-id-good`**: expected cause `none`; wsdiag reports a `malformed-client-id`
+  **warning**.  (The test page's `web_test_client`, in the query captures, is only an info finding.)
+* **`xiaozhi-unbound-device-no-hello`**: the bind prompt frames are what `check_bind_device` →
+  `send_stt_message` send (`json.dumps` defaults, so the Chinese text is `\\uXXXX`-escaped, and the
+  trailing `。` is stripped), followed on the real server by the prompt audio (not sent here).  The
+  client waits 2 s for the hello, the firmware 10 s; it then drops the socket (FIN, no Close frame) and
+  websockets 17.4 closes without sending a Close frame either.
+* **`xiaozhi-auth-failed-server-key-changed`**: the token verifies with `wsdiag-test-key`; the server's
+  key is random.  Without `--auth-key` wsdiag can only say `auth-failed-after-upgrade`; with
+  `--auth-key wsdiag-test-key` the cause stays `auth-failed-after-upgrade` and the finding adds that the
+  token verifies with the given key, i.e. the server uses another key.
+* **`xiaozhi-whitelist-case-miss`**: the capture alone shows a request without `Authorization` answered by
+  `认证失败` (`missing-token`); the whitelist's letter case is named only when wsdiag is given the
+  server's config (`--server-config` with `allowed_devices`).
+* **`xiaozhi-post-405`**: websockets 17.4 answers 405 `unsupported HTTP method: POST.`; with 14.2 the
+  request would be dropped without a response (spec row 15).  wsdiag names it `malformed-request`.
+* **`ota-manager-api-invalid-device-id`**: an aiohttp stand-in for the manager-api OTA (Device-Id regex of
+  spec 5, compact JSON like Jackson); headers are aiohttp's, not Spring's.
+* **`websockets-client-bad-accept`**: the server computes `Sec-WebSocket-Accept` as base64(SHA-1(key)),
+  without the RFC 6455 GUID; websockets 17.4 raises `InvalidHeaderValue` and closes the TCP connection
+  (FIN) without sending any frame.
 """
 
 

@@ -70,8 +70,10 @@ def make_token(client_id: str | None, device_id: str, ts: int | None = None, key
 
 # =============================================================================== helpers
 
-def _listening(port: int, v6: bool) -> bool:
-    files = ["/proc/net/tcp6"] if v6 else ["/proc/net/tcp"]
+def _listening(port: int, v6: bool, pid: int | None = None) -> bool:
+    """Is something listening on ``port``?  With ``pid``: in that process's network namespace."""
+    net = f"/proc/{pid}/net" if pid else "/proc/net"
+    files = [f"{net}/tcp6"] if v6 else [f"{net}/tcp"]
     for fn in files:
         try:
             with open(fn) as f:
@@ -128,14 +130,16 @@ class Ctx:
 
     # ---------------------------------------------------------------- servers
     def start(self, label: str, argv: list[str], port: int | None, v6: bool = False,
-              cwd: Path | None = None) -> subprocess.Popen:
+              cwd: Path | None = None, netns: str | None = None) -> subprocess.Popen:
         log = open(self.tmp / f"{label}.log", "wb")
+        if netns:
+            argv = ["ip", "netns", "exec", netns, *argv]  # exec()s argv: p.pid is the server
         p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd or HERE,
                              start_new_session=True)
         self.procs.append((label, p))
         if port is not None:
             deadline = time.time() + 8
-            while not _listening(port, v6):
+            while not _listening(port, v6, p.pid if netns else None):
                 if p.poll() is not None:
                     raise RuntimeError(f"{label} exited: {(self.tmp / f'{label}.log').read_text()[-2000:]}")
                 if time.time() > deadline:
@@ -144,10 +148,10 @@ class Ctx:
         return p
 
     def xiaozhi(self, port: int, *, auth: bool = False, host: str = "127.0.0.1",
-                extra: list[str] | None = None) -> None:
+                extra: list[str] | None = None, netns: str | None = None) -> None:
         argv = [PY, str(HERE / "xiaozhi_like_server.py"), "--host", host, "--port", str(port),
                 "--auth-key", AUTH_KEY] + (["--auth"] if auth else []) + (extra or [])
-        self.start("xiaozhi", argv, port, v6=":" in host)
+        self.start("xiaozhi", argv, port, v6=":" in host, netns=netns)
 
     def aux(self, mode: str, port: int, *args: str, host: str = "127.0.0.1") -> None:
         self.start(mode, [PY, str(HERE / "servers.py"), mode, "--host", host, "--port", str(port),
@@ -175,12 +179,14 @@ class Ctx:
 
     # ---------------------------------------------------------------- capture
     @contextlib.contextmanager
-    def capture(self, *ports: int):
-        pcap = self.out / f"{self.name}.pcap"
+    def capture(self, *ports: int, iface: str = "lo", netns: str | None = None, subdir: str = ""):
+        (self.out / subdir).mkdir(parents=True, exist_ok=True)
+        pcap = self.out / subdir / f"{self.name}.pcap"
         flt = " or ".join(f"tcp port {p}" for p in ports)
         errf = self.tmp / "tcpdump.err"
+        pre = ["ip", "netns", "exec", netns] if netns else []
         with open(errf, "wb") as err:
-            td = subprocess.Popen(["tcpdump", "-i", "lo", "-U", "--immediate-mode", "-n", "-s", "0", "-w", str(pcap), flt],
+            td = subprocess.Popen([*pre, "tcpdump", "-i", iface, "-U", "--immediate-mode", "-n", "-s", "0", "-w", str(pcap), flt],
                                   stdout=subprocess.DEVNULL, stderr=err)
         deadline = time.time() + 5
         while b"listening on" not in errf.read_bytes():
@@ -290,7 +296,8 @@ def esp32_headers(device: str | None = DEV, client: str | None = CID, token: str
 
 
 def raw_exchange(host: str, port: int, data: bytes | list[bytes], *, ws_hello: str | None = FIRMWARE_HELLO,
-                 wait: float = 2.0, gap: float = 0.05, tls: bool = False) -> dict:
+                 wait: float = 2.0, gap: float = 0.05, tls: bool = False,
+                 ssl_ctx: ssl.SSLContext | None = None) -> dict:
     """Connect, send ``data`` (one write, or several writes with TCP_NODELAY and small
     gaps), read the response.  On a 101 behave like the ESP32 client (spec 3.5): send
     the hello as a masked text frame, wait for the server hello or a Close, and on a
@@ -303,10 +310,11 @@ def raw_exchange(host: str, port: int, data: bytes | list[bytes], *, ws_hello: s
     try:
         s.connect((host, port))
         res["connected"] = True
-        if tls:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
+        if tls or ssl_ctx is not None:
+            ctx = ssl_ctx or ssl.create_default_context()
+            if ssl_ctx is None:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
             s = ctx.wrap_socket(s, server_hostname="localhost")
         chunks = data if isinstance(data, list) else [data]
         for i, c in enumerate(chunks):
@@ -991,6 +999,125 @@ def sc_tls_good(ctx: Ctx) -> dict:
         return ws_client(f"wss://127.0.0.1:{p}/", ssl=insecure_ctx(), compression=None, first="hi", wait=0.5)
 
 
+# ------------------------------------------- TLS with key logs, under captures/tls/ (issue 5)
+# Certificates are made here with `cryptography`: a private CA and leaves signed by it. Clients
+# write the TLS secrets with `SSLContext.keylog_filename` next to the pcap (<name>.keylog): they
+# are throw-away test keys, kept so that `wsdiag analyze --keylog` can decrypt the capture.
+
+def tls_pki(ctx: Ctx, *, expired: bool = False, key: str = "rsa") -> tuple[Path, Path, Path]:
+    """(chain file = leaf + CA, leaf key, CA cert) for CN=localhost, signed by 'wsdiag test CA'."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    def new_key(kind: str):
+        return ec.generate_private_key(ec.SECP256R1()) if kind == "ec" else rsa.generate_private_key(65537, 2048)
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = new_key("rsa")
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wsdiag test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+          .not_valid_after(now + dt.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf_key = new_key(key)
+    start, end = (now - dt.timedelta(days=60), now - dt.timedelta(days=30)) if expired else (
+        now - dt.timedelta(days=1), now + dt.timedelta(days=30))
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name).public_key(leaf_key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    chain, keyf, caf = ctx.tmp / "chain.pem", ctx.tmp / "leaf.key", ctx.tmp / "ca.pem"
+    chain.write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
+    caf.write_bytes(ca.public_bytes(pem))
+    keyf.write_bytes(leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return chain, keyf, caf
+
+
+def keylog_ctx(ctx: Ctx, cafile: Path | None, tls12: bool = False) -> ssl.SSLContext:
+    """A client context that verifies against `cafile` (None: the system bundle, which does not
+    hold our test CA) and writes its secrets to captures/tls/<name>.keylog."""
+    c = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    if tls12:
+        c.maximum_version = ssl.TLSVersion.TLSv1_2
+    log = ctx.out / "tls" / f"{ctx.name}.keylog"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    c.keylog_filename = str(log)
+    return c
+
+
+@scenario("tls-wss-good-keylog", "websockets client (wss://, CA trusted, SSLKEYLOGFILE) -> websockets serve(ssl=...)",
+          "good wss:// (TLS 1.3, RSA leaf + CA sent): with tls/tls-wss-good-keylog.keylog the 101 and the echo "
+          "frames decrypt", [("websockets-client(wss)", "websockets-server(tls)", "none")])
+def sc_tls_wss_good(ctx: Ctx) -> dict:
+    p = ctx.port(8443)
+    chain, key, ca = tls_pki(ctx)
+    ctx.aux("ws-tls", p, "--certfile", str(chain), "--keyfile", str(key))
+    with ctx.capture(p, subdir="tls"):
+        return ws_client(f"wss://localhost:{p}/xiaozhi/v1/", ssl=keylog_ctx(ctx, ca), compression=None,
+                         first="hi", wait=0.5, additional_headers={"Device-Id": DEV, "Client-Id": CID})
+
+
+@scenario("tls-nginx-403-keylog", "esp32-fw-sim over TLS (SSLKEYLOGFILE) -> nginx (ssl listener, return 403)",
+          "nginx TLS listener answering 'return 403' for the WebSocket path: decrypted with the key log it is "
+          "the same 403 as on plain TCP", [(ESP, NGINX, "proxy-rejected")])
+def sc_tls_nginx_403(ctx: Ctx) -> dict:
+    np_ = ctx.port(8443)
+    chain, key, ca = tls_pki(ctx)
+    ntmp = ctx.tmp / "nginx"
+    ntmp.mkdir(exist_ok=True)
+    conf = (HERE / "nginx" / "tls-403.conf").read_text()
+    conf = conf.replace("@PORT@", str(np_)).replace("@TMP@", str(ntmp)).replace("@CERT@", str(chain)).replace(
+        "@KEY@", str(key))
+    (ntmp / "tls-403.conf").write_text(conf)
+    ctx.start("nginx", ["nginx", "-e", "stderr", "-p", str(ntmp), "-c", str(ntmp / "tls-403.conf")], np_)
+    with ctx.capture(np_, subdir="tls"):
+        return raw_exchange("127.0.0.1", np_, esp32_request("localhost", PATH, esp32_headers(
+            token=make_token(CID, DEV))), ssl_ctx=keylog_ctx(ctx, ca))
+
+
+def _tls_refused(ctx: Ctx, *, expired: bool = False, trust: bool = True, key: str = "rsa") -> dict:
+    """A blocking-socket TLS 1.2 client (OpenSSL writes its alert to the socket; asyncio's ssl
+    closes without flushing it) sending a plain RFC 6455 upgrade for / to the echo server."""
+    p = ctx.port(8443)
+    chain, keyf, ca = tls_pki(ctx, expired=expired, key=key)
+    ctx.aux("ws-tls", p, "--certfile", str(chain), "--keyfile", str(keyf))
+    req = (f"GET / HTTP/1.1\r\nHost: localhost:{p}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           f"Sec-WebSocket-Key: {ws_key()}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    with ctx.capture(p, subdir="tls"):
+        return raw_exchange("127.0.0.1", p, req, ws_hello="hi", wait=1.0,
+                            ssl_ctx=keylog_ctx(ctx, ca if trust else None, tls12=True))
+
+
+@scenario("tls-untrusted-ca-tls12", "websockets client (TLS 1.2, system CA bundle) -> websockets serve(ssl=...)",
+          "the client does not hold the server's private CA: after the Certificate it sends the alert "
+          "unknown_ca (48) in plaintext", [("websockets-client(wss)", "websockets-server(tls)", "untrusted-certificate")])
+def sc_tls_untrusted(ctx: Ctx) -> dict:
+    return _tls_refused(ctx, trust=False)
+
+
+@scenario("tls-expired-certificate-tls12", "websockets client (TLS 1.2, CA trusted) -> websockets serve(ssl=...)",
+          "the server's certificate expired 30 days before the capture: the client sends certificate_expired (45)",
+          [("websockets-client(wss)", "websockets-server(tls)", "certificate-expired")])
+def sc_tls_expired(ctx: Ctx) -> dict:
+    return _tls_refused(ctx, expired=True)
+
+
+@scenario("tls-ecc-certificate-tls12", "websockets client (TLS 1.2, CA trusted, SSLKEYLOGFILE) -> websockets serve(ssl=...)",
+          "good wss:// with an ECDSA P-256 leaf: Wi-Fi clients connect, ML307 4G modems cannot (warning)",
+          [("websockets-client(wss)", "websockets-server(tls)", "none")])
+def sc_tls_ecc(ctx: Ctx) -> dict:
+    return _tls_refused(ctx, key="ec")
+
+
 # ---------------------------------------------------------------------- transport (7)
 
 @scenario("tcp-port-closed-rst", "esp32-fw-sim -> (nothing listening)",
@@ -1024,6 +1151,163 @@ def sc_fin(ctx: Ctx) -> dict:
     p = ctx.port(8000)
     ctx.aux("raw-fin", p)
     return _esp_ws(ctx, p, headers=esp32_headers(token=make_token(CID, DEV)))
+
+
+# ------------------------------------------------------------ more cause names (10)
+
+@scenario("nginx-missing-host-400", "esp32-fw-sim -> nginx (-> xiaozhi-like)",
+          "firmware-like upgrade request without a Host header, sent to nginx (documented WebSocket "
+          "proxy config) -> nginx's own 400 Bad Request page; the backend is never contacted",
+          [(ESP, NGINX, "missing-host")])
+def sc_nginx_nohost(ctx: Ctx) -> dict:
+    np_, bp = ctx.port(8080), ctx.port(8000)
+    ctx.xiaozhi(bp, auth=True)
+    ctx.nginx("proxy-upgrade.conf", np_, f"127.0.0.1:{bp}")
+    req = esp32_request("127.0.0.1", PATH, esp32_headers(token=make_token(CID, DEV))
+                        ).replace(b"Host: 127.0.0.1\r\n", b"")
+    with ctx.capture(np_, bp):
+        return raw_exchange("127.0.0.1", np_, req)
+
+
+@scenario("xiaozhi-auth-failed-server-key-changed", "esp32-fw-sim -> xiaozhi-like (auth on, random key)",
+          "fresh, well-formed token for the request's own Device-Id/Client-Id, signed with wsdiag-test-key "
+          "(the key it was issued with); the server runs with a random key (what app.py does when neither "
+          "server.auth_key nor manager-api.secret is set: a new uuid4().hex at every restart) -> 101, "
+          "认证失败, Close 1000", [(ESP, XZ, "auth-failed-after-upgrade")])
+def sc_key_changed(ctx: Ctx) -> dict:
+    p = ctx.port(8000)
+    ctx.xiaozhi(p, auth=True, extra=["--auth-key", os.urandom(16).hex()])  # the last --auth-key wins
+    return _esp_ws(ctx, p, headers=esp32_headers(token=make_token(CID, DEV)))
+
+
+@scenario("xiaozhi-unbound-device-no-hello", "esp32-fw-sim -> xiaozhi-like (auth on, device not bound)",
+          "valid token, device not bound in the manager-api (stand-in: --bind-code 123456) -> 101; the "
+          "firmware hello is discarded; the server sends the stt bind prompt 请登录控制面板，输入123456，绑定设备 "
+          "(+ llm and tts start frames) but never a hello; the client waits 2 s (the firmware: 10 s) and "
+          "drops the socket", [(ESP, XZ, "no-server-hello")])
+def sc_unbound(ctx: Ctx) -> dict:
+    p = ctx.port(8000)
+    ctx.xiaozhi(p, auth=True, extra=["--bind-code", "123456"])
+    return _esp_ws(ctx, p, headers=esp32_headers(token=make_token(CID, DEV)), wait=2.0)
+
+
+CID_HANDSET = "esp32-livingroom"  # a hand-set Client-Id that is not a UUID
+
+
+@scenario("xiaozhi-non-uuid-client-id-good", "esp32-fw-sim -> xiaozhi-like (auth on)",
+          f"good handshake whose Client-Id is {CID_HANDSET!r} (not a UUID; the token is signed for it) "
+          "-> 101 + hello exchange: the server accepts any string (a warning, not a failure)",
+          [(ESP, XZ, "none")])
+def sc_odd_cid(ctx: Ctx) -> dict:
+    p = ctx.port(8000)
+    ctx.xiaozhi(p, auth=True)
+    return _esp_ws(ctx, p, headers=esp32_headers(client=CID_HANDSET, token=make_token(CID_HANDSET, DEV)))
+
+
+@scenario("ota-manager-api-invalid-device-id", "esp32-fw-sim -> aiohttp (manager-api-like OTA)",
+          "OTA POST with Device-Id a0b765123456 (MAC without separators) -> manager-api style HTTP 200 "
+          '{"error":"Invalid device ID"}; no WebSocket attempt follows',
+          [(ESP, "aiohttp(manager-api-like)", "malformed-device-id")])
+def sc_ota_bad_dev(ctx: Ctx) -> dict:
+    op = ctx.port(8002)
+    ctx.aux("manager-ota", op, "--ws-url", "ws://127.0.0.1:8000/xiaozhi/v1/")
+    with ctx.capture(op):
+        return esp32_ota("127.0.0.1", op, device="a0b765123456")
+
+
+# Two network namespaces joined by a veth pair (the layout of tests/netns.py, fixed names so
+# that a crashed run is cleaned up by the next one).  Addresses exist only inside them.
+NETNS_ESP, NETNS_SRV = "wsdiag-rec-esp32", "wsdiag-rec-server"
+VETH_ESP, VETH_SRV = "wsdrec-esp32", "wsdrec-srv"
+NETNS_ESP_IP, NETNS_SRV_IP = "10.99.77.2", "10.99.77.1"
+ESP_MAC = "24:0a:c4:12:34:56"  # Espressif OUI 24:0A:C4
+DEV_NOT_MAC = "a0:b7:65:99:88:77"
+
+
+def _netns_down() -> None:
+    for ns in (NETNS_ESP, NETNS_SRV):
+        for pid in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["ip", "link", "del", VETH_ESP], capture_output=True)  # if never moved
+
+
+def _netns_up() -> None:
+    _netns_down()
+    cmds = [["netns", "add", NETNS_ESP], ["netns", "add", NETNS_SRV],
+            ["link", "add", VETH_ESP, "type", "veth", "peer", "name", VETH_SRV],
+            ["link", "set", VETH_ESP, "netns", NETNS_ESP], ["link", "set", VETH_SRV, "netns", NETNS_SRV],
+            ["-n", NETNS_ESP, "link", "set", VETH_ESP, "address", ESP_MAC]]
+    for ns, ifname, addr in ((NETNS_ESP, VETH_ESP, NETNS_ESP_IP), (NETNS_SRV, VETH_SRV, NETNS_SRV_IP)):
+        cmds += [["-n", ns, "addr", "add", f"{addr}/24", "dev", ifname],
+                 ["-n", ns, "link", "set", ifname, "up"], ["-n", ns, "link", "set", "lo", "up"]]
+    for c in cmds:
+        subprocess.run(["ip", *c], check=True, capture_output=True)
+
+
+def _raw_exchange_in(netns: str, host: str, port: int, data: bytes, **kw) -> dict:
+    """raw_exchange() run by a child python inside ``netns``."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import record; "
+            "r = record.raw_exchange(sys.argv[2], int(sys.argv[3]), bytes.fromhex(sys.argv[4]), "
+            "**json.loads(sys.argv[5])); r['frames'] = [[op, pl.hex()] for op, pl in r['frames']]; "
+            "print(json.dumps(r))")
+    out = subprocess.run(["ip", "netns", "exec", netns, PY, "-c", code, str(HERE), host, str(port),
+                          data.hex(), json.dumps(kw)], capture_output=True, text=True, timeout=30, check=True)
+    res = json.loads(out.stdout)
+    res["frames"] = [(op, bytes.fromhex(pl)) for op, pl in res["frames"]]
+    return res
+
+
+@scenario("netns-device-id-not-link-mac", "esp32-fw-sim (netns, veth MAC 24:0a:c4:12:34:56) -> xiaozhi-like (netns)",
+          f"two network namespaces joined by a veth pair, tcpdump on the server-side veth (real Ethernet "
+          f"header); the client's frames come from the Espressif MAC {ESP_MAC} but it sends Device-Id "
+          f"{DEV_NOT_MAC} (valid token for that id) -> 101 + hello exchange; the Device-Id is not the "
+          "sender's MAC (a warning)", [(ESP, XZ, "none")])
+def sc_netns_mac(ctx: Ctx) -> dict:
+    _netns_up()
+    try:
+        p = 8000
+        ctx.xiaozhi(p, auth=True, host=NETNS_SRV_IP, netns=NETNS_SRV)
+        req = esp32_request(NETNS_SRV_IP, PATH, esp32_headers(device=DEV_NOT_MAC, token=make_token(CID, DEV_NOT_MAC)))
+        with ctx.capture(p, iface=VETH_SRV, netns=NETNS_SRV):
+            return _raw_exchange_in(NETNS_ESP, NETNS_SRV_IP, p, req)
+    finally:
+        ctx.stop()
+        _netns_down()
+
+
+@scenario("websockets-client-bad-accept", "websockets client -> raw TCP server (wrong Sec-WebSocket-Accept)",
+          "server answers the upgrade with 101 and Sec-WebSocket-Accept = base64(SHA-1(key)) (the RFC 6455 "
+          "GUID forgotten); the Python websockets client fails the handshake and closes the TCP "
+          "connection without sending a frame", [("websockets-client", "raw-bad-accept", "bad-websocket-accept")])
+def sc_bad_accept(ctx: Ctx) -> dict:
+    p = ctx.port(8000)
+    ctx.aux("raw-bad-accept", p)
+    with ctx.capture(p):
+        return ws_client(f"ws://127.0.0.1:{p}/", compression=None)
+
+
+@scenario("xiaozhi-post-405", "raw client -> xiaozhi-like (websockets 17.4)",
+          "firmware-like upgrade request with method POST -> websockets 17.4 answers 405 "
+          "(websockets 14.2, pinned by xiaozhi, closes without any response)",
+          [(ESP, XZ, "malformed-request")])
+def sc_post(ctx: Ctx) -> dict:
+    p = ctx.port(8000)
+    ctx.xiaozhi(p, auth=True)
+    req = esp32_request("127.0.0.1", PATH, esp32_headers(token=make_token(CID, DEV))).replace(b"GET ", b"POST ", 1)
+    with ctx.capture(p):
+        return raw_exchange("127.0.0.1", p, req)
+
+
+@scenario("xiaozhi-whitelist-case-miss", "esp32-fw-sim -> xiaozhi-like (auth on, upper-case allowed_devices)",
+          f"server.auth.allowed_devices: ['{DEV.upper()}'] (upper case, the old config.yaml style); the device "
+          "sends its lower-case MAC and no token -> the case-sensitive whitelist misses, 认证失败, Close 1000",
+          [(ESP, XZ, "missing-token")])
+def sc_wl_case(ctx: Ctx) -> dict:
+    p = ctx.port(8000)
+    ctx.xiaozhi(p, auth=True, extra=["--allowed-device", DEV.upper()])
+    return _esp_ws(ctx, p, headers=esp32_headers(token=None))
 
 
 # ============================================================================== main

@@ -14,6 +14,13 @@ Sub-commands (each runs until killed):
   raw-silent     TCP server that reads the request and never answers.
   raw-reset      TCP server that reads the request and closes with SO_LINGER 0 (RST).
   raw-fin        TCP server that reads the request and closes normally (FIN).
+  raw-bad-accept TCP server that answers the upgrade with a 101 whose Sec-WebSocket-Accept
+                 is base64(SHA-1(key)) -- the GUID of RFC 6455 4.2.2 forgotten -- then
+                 waits for the client to close.
+  manager-ota    aiohttp stand-in for the manager-api OTA (POST /xiaozhi/ota/, spec 5):
+                 blank Device-Id -> 200 {"error":"Device ID is required"}; Device-Id not
+                 matching ^([0-9A-Za-z]{2}[:-]){5}([0-9A-Za-z]{2})$ -> 200
+                 {"error":"Invalid device ID"}; else the usual OTA answer.
 
 The Starlette app for uvicorn is ``servers:starlette_app``.
 """
@@ -22,6 +29,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
+import json
 import socket
 import ssl
 import struct
@@ -60,6 +70,36 @@ def run_ota(host: str, port: int, ws_url: str, auth: bool, key: str) -> None:
     app.router.add_post("/xiaozhi/ota/", ota_post)
     app.router.add_get("/xiaozhi/ota/", ota_get)
     web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+
+
+def run_manager_ota(host: str, port: int, ws_url: str) -> None:
+    import re
+
+    from aiohttp import web
+
+    mac_re = re.compile(r"^([0-9A-Za-z]{2}[:-]){5}([0-9A-Za-z]{2})$")  # OTAController (spec 5)
+
+    def spring_json(obj: dict) -> web.Response:  # Jackson writes compact JSON
+        return web.Response(text=json.dumps(obj, separators=(",", ":"), ensure_ascii=False),
+                            content_type="application/json")
+
+    async def ota_post(request: web.Request) -> web.Response:
+        await request.read()
+        device_id = request.headers.get("device-id", "")
+        if not device_id.strip():
+            return spring_json({"error": "Device ID is required"})
+        if not mac_re.match(device_id):
+            return spring_json({"error": "Invalid device ID"})
+        return spring_json({
+            "server_time": {"timestamp": int(time.time() * 1000), "timeZone": "Asia/Shanghai",
+                            "timezone_offset": 480},
+            "firmware": {"version": "2.4.2", "url": ""},
+            "websocket": {"url": ws_url, "token": ""},
+        })
+
+    app = web.Application()
+    app.router.add_post("/xiaozhi/ota/", ota_post)
+    web.run_app(app, host=host, port=port, print=None)
 
 
 def run_wrong_service(host: str, port: int) -> None:
@@ -141,6 +181,18 @@ def run_raw(host: str, port: int, mode: str) -> None:
             pass
         if mode == "silent":
             held.append(c)  # never answer, never close
+        elif mode == "bad-accept":
+            key = next((ln.split(b":", 1)[1].strip() for ln in buf.split(b"\r\n")
+                        if ln.lower().startswith(b"sec-websocket-key:")), b"")
+            wrong = base64.b64encode(hashlib.sha1(key).digest()).decode()  # GUID forgotten
+            try:
+                c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Accept: {wrong}\r\n\r\n").encode())
+                while c.recv(4096):  # until the client gives up and closes
+                    pass
+            except OSError:
+                pass
+            c.close()
         elif mode == "reset":
             c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             c.close()
@@ -164,6 +216,8 @@ def main() -> None:
         run_ota(a.host, a.port, a.ws_url, a.auth, a.auth_key)
     elif a.mode == "wrong-service":
         run_wrong_service(a.host, a.port)
+    elif a.mode == "manager-ota":
+        run_manager_ota(a.host, a.port, a.ws_url)
     elif a.mode == "ws-origins":
         asyncio.run(_serve_ws(a.host, a.port, origins=a.origin or ["http://allowed.example"]))
     elif a.mode == "ws-subproto":

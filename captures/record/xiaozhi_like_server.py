@@ -36,12 +36,19 @@ Differences from the real server that are visible on the wire:
   with 405/505/414/431 where 14.2 silently closes (spec section 2), and the ``Server``
   header reads ``Python/3.11 websockets/17.4``.
 * No per-device config loading / manager-api lookup / audio pipeline (spec 1.5): the
-  hello is answered at once.
+  hello is answered at once.  ``--bind-code 123456`` stands in for a manager-api that
+  answered ``/config/agent-models`` with 10042 (device not bound, spec 1.5 / 5): every
+  message, the hello included, is discarded, and the first one is answered with the
+  ``check_bind_device`` text frames (``stt`` with ``请登录控制面板，输入123456，绑定设备``,
+  then ``llm`` and ``tts`` ``start``, as ``send_stt_message`` sends them: ``json.dumps``
+  defaults, i.e. ASCII-escaped, punctuation stripped from the ends); the bind-code audio
+  that follows on the real server is not sent.
 
 Usage::
 
     python3 xiaozhi_like_server.py --host 127.0.0.1 --port 8000 \\
         [--auth] [--auth-key wsdiag-test-key] [--allowed-device 11:22:33:44:55:66]
+        [--bind-code 123456]
 """
 
 from __future__ import annotations
@@ -104,8 +111,9 @@ class AuthManager:
 
 class XiaozhiLikeServer:
     def __init__(self, auth_enabled: bool, auth_key: str, allowed_devices: list[str],
-                 expire_seconds: int | None) -> None:
+                 expire_seconds: int | None, bind_code: str | None = None) -> None:
         self.auth_enable = auth_enabled
+        self.bind_code = bind_code
         self.allowed_devices = set(allowed_devices)
         self.auth = AuthManager(auth_key, expire_seconds)
         self.log = logging.getLogger("xiaozhi-like")
@@ -166,6 +174,9 @@ class XiaozhiLikeServer:
 
     async def _session(self, websocket: ServerConnection) -> None:
         session_id = str(uuid.uuid4())
+        if self.bind_code:
+            await self._unbound_session(websocket, session_id)
+            return
         try:
             async for message in websocket:
                 if isinstance(message, bytes):
@@ -206,6 +217,24 @@ class XiaozhiLikeServer:
         except websockets.ConnectionClosed:
             pass
 
+    async def _unbound_session(self, websocket: ServerConnection, session_id: str) -> None:
+        # spec 1.5: need_bind -> every message (hello included) is discarded; the first one
+        # triggers check_bind_device -> send_stt_message (stt, llm, tts start).
+        prompted = False
+        try:
+            async for _message in websocket:
+                if prompted:
+                    continue
+                prompted = True
+                text = f"请登录控制面板，输入{self.bind_code}，绑定设备。".rstrip("。")
+                await websocket.send(json.dumps({"type": "stt", "text": text, "session_id": session_id}))
+                await websocket.send(json.dumps({"type": "llm", "text": "😊", "emotion": "happy",
+                                                 "session_id": session_id}))
+                await websocket.send(json.dumps({"type": "tts", "state": "start",
+                                                 "session_id": session_id}))
+        except websockets.ConnectionClosed:
+            pass
+
     async def run(self, host: str, port: int) -> None:
         async with serve(self._handle_connection, host, port,
                          process_request=self._http_response) as server:
@@ -222,9 +251,12 @@ def main() -> None:
     ap.add_argument("--allowed-device", action="append", default=[],
                     help="server.auth.allowed_devices entry (repeatable)")
     ap.add_argument("--expire-seconds", type=int, default=None)
+    ap.add_argument("--bind-code", default=None,
+                    help="device not bound (manager-api 10042): discard messages, send the bind prompt")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    srv = XiaozhiLikeServer(args.auth, args.auth_key, args.allowed_device, args.expire_seconds)
+    srv = XiaozhiLikeServer(args.auth, args.auth_key, args.allowed_device, args.expire_seconds,
+                            args.bind_code)
     asyncio.run(srv.run(args.host, args.port))
 
 
