@@ -65,3 +65,18 @@ def test_first_cause_matches_expected(row: dict[str, str]) -> None:
         assert got in ([], ["none"]), got  # a good TLS session or OTA may yield no diagnosis at all
     else:
         assert got == [expected]
+
+
+@pytest.mark.skipif(bool(SKIP), reason=SKIP or "pipeline present")
+@pytest.mark.parametrize(
+    ("name", "warning"),
+    [
+        ("netns-device-id-not-link-mac.pcap", "device-id-mismatch"),
+        ("xiaozhi-non-uuid-client-id-good.pcap", "malformed-client-id"),
+    ],
+)
+def test_good_handshakes_with_a_warning(name: str, warning: str) -> None:
+    """Upgraded and accepted, so no cause; the risk is still named as a warning."""
+    [d] = report(name).diagnoses
+    assert d.cause is None
+    assert warning in [f.name for f in d.findings if f.severity == "warning"]
