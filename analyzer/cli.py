@@ -47,6 +47,11 @@ class Color(enum.StrEnum):
     never = "never"
 
 
+class Engine(enum.StrEnum):
+    wsdiag = "wsdiag"
+    tshark = "tshark"
+
+
 class Profile(enum.StrEnum):
     auto = "auto"
     xiaozhi = "xiaozhi"
@@ -104,15 +109,15 @@ def build_config(
 
 def write_report(reports: list[Any], fmt: Format, show_secrets: bool, color: Color, verbose: bool) -> None:
     from analyzer.report import terminal, tree
+    from analyzer.textsafe import json_text
 
     doc = tree.document(reports, show_secrets)
     out = sys.stdout
     if fmt is Format.json:
-        json.dump(doc, out, ensure_ascii=False, indent=2)
-        out.write("\n")
+        out.write(json_text(doc, indent=2) + "\n")  # C1/bidi/U+2028 escaped: safe to `cat`
     elif fmt is Format.jsonl:
         for h in doc["handshakes"]:
-            out.write(json.dumps(h, ensure_ascii=False) + "\n")
+            out.write(json_text(h) + "\n")
     else:
         use_color = {Color.always: True, Color.never: False}.get(color)
         if use_color is None and os.environ.get("NO_COLOR"):
@@ -216,6 +221,23 @@ def analyze(
     idle_timeout: Annotated[
         float, typer.Option(help="Seconds of capture time after which a quiet connection is closed.", min=1)
     ] = 300.0,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="Capture files analysed in parallel (worker processes).", min=1)
+    ] = 1,
+    keylog: Annotated[
+        Path | None,
+        typer.Option(
+            help="TLS key log (NSS format, as written by SSLKEYLOGFILE) to decrypt wss:// with tshark; keys embedded in a pcapng are used without it. Keys are never printed."
+        ),
+    ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="wsdiag: own TCP reassembly and HTTP reader; tshark: Wireshark's dissection (needs tshark)."),
+    ] = Engine.wsdiag,
+    cross_check: Annotated[
+        bool,
+        typer.Option("--cross-check", help="Run both engines and list every handshake they disagree on (needs tshark)."),
+    ] = False,
 ) -> None:
     """Diagnose every WebSocket handshake in capture files.
 
@@ -232,22 +254,20 @@ def analyze(
       wsdiag analyze big.pcap.gz --format json > report.json
 
       tcpdump -i eth0 -w - port 8000 | wsdiag analyze -
+
+      wsdiag analyze wss.pcapng --keylog sslkeys.log
     """
     from analyzer.limits import Limits
-    from analyzer.run import analyze_path
+    from analyzer.run import analyze_paths
 
     try:
         config = build_config(profile, expect_path, expect_port, auth_key, server_config, select, ignore)
         limits = Limits(max_flows=max_flows, idle_timeout_s=idle_timeout)
         paths = expand_inputs(inputs)
-        reports = []
-        interrupted = False
-        for path in paths:
-            try:
-                reports.append(analyze_path(path, config, limits))
-            except KeyboardInterrupt:
-                interrupted = True
-                break
+        if _tshark_options(keylog, engine, cross_check, paths):
+            reports, interrupted = _tls_reports(paths, config, limits, keylog, engine, cross_check)
+        else:
+            reports, interrupted = analyze_paths(paths, config, limits, jobs, sys.stderr.isatty())
         write_report(reports, fmt, show_secrets, color, verbose)
     except WsdiagError as e:
         raise fail(str(e)) from None
@@ -260,6 +280,51 @@ def analyze(
     if unreadable:
         raise typer.Exit(EXIT_UNREADABLE)
     raise typer.Exit(EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK)
+
+
+def _tshark_options(keylog: Path | None, engine: Engine, cross_check: bool, paths: list[str]) -> bool:
+    """Checks the TLS/tshark options (one line when tshark or the key log is missing); True when
+    they ask for tshark: a key log, keys embedded in a pcapng, the tshark engine, a cross-check."""
+    from analyzer.tls.keylog import has_embedded_keys, read_keylog
+
+    wants = engine is Engine.tshark or cross_check
+    if not wants and keylog is None and not any(map(has_embedded_keys, paths)):
+        return False  # the common case decides without importing pyshark
+    from analyzer.sources.tshark import INSTALL_HINT, tshark_path
+
+    if keylog is not None:
+        read_keylog(str(keylog))  # raises UsageError naming the problem, never a secret
+    if wants and tshark_path() is None:
+        raise fail(INSTALL_HINT)
+    if (wants or keylog is not None) and "-" in paths:
+        raise fail("--keylog, --engine tshark and --cross-check need capture files, not stdin")
+    if keylog is not None and tshark_path() is None:
+        print(f"wsdiag: warning: not decrypting: {INSTALL_HINT}", file=sys.stderr)
+    return wants or keylog is not None or tshark_path() is not None
+
+
+def _tls_reports(
+    paths: list[str], config: Any, limits: Any, keylog: Path | None, engine: Engine, cross_check: bool
+) -> tuple[list[Any], bool]:
+    """One file after another through `analyzer.crosscheck` (decryption, tshark engine, both)."""
+    from analyzer.crosscheck import analyze
+    from analyzer.crosscheck import cross_check as run_cross_check
+    from analyzer.textsafe import safe
+
+    key = str(keylog) if keylog is not None else None
+    reports = []
+    try:
+        for path in paths:
+            if cross_check:
+                report, diffs = run_cross_check(path, config, limits, key)
+                for d in diffs or ["engines agree on every handshake"]:
+                    print(f"wsdiag: cross-check: {safe(path)}: {safe(d)}", file=sys.stderr)
+            else:
+                report = analyze(path, config, limits, str(engine), key)
+            reports.append(report)
+    except KeyboardInterrupt:
+        return reports, True
+    return reports, False
 
 
 def _quiet_broken_pipe() -> None:

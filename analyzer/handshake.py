@@ -27,11 +27,17 @@ from analyzer.model import (
     Transport,
     WsFrame,
 )
+from analyzer.sources.decode import AnomalyLog
 from analyzer.tcp import Piece, StreamReassembler
+from analyzer.tls.records import TlsReader
+from analyzer.tls.session import details as tls_details
+from analyzer.tls.session import handshake_failed as tls_handshake_failed
 from analyzer.wsframes import FrameDecoder, negotiated_deflate
 
 SETTLE_NS = 5_000_000_000  # after an answer, capture time we wait for frames/close before reporting
 MAX_ATTEMPTS = 64  # upgrade attempts kept per connection
+# Plain ints for the per-packet tests: `int & IntFlag` goes through enum's __rand__ (~1 us each)
+_FIN, _SYN, _RST, _ACK = int(TcpFlags.FIN), int(TcpFlags.SYN), int(TcpFlags.RST), int(TcpFlags.ACK)
 
 
 def is_attempt(req: HttpRequest) -> bool:
@@ -70,6 +76,7 @@ class _Side:
     payload: Payload = Payload.NONE
     head_bytes: bytearray = field(default_factory=bytearray)  # first bytes, for TLS sniffing
     mac: str | None = None
+    tls: TlsReader | None = None  # this side spoke TLS: its cleartext handshake (analyzer.tls)
     seek_budget: int = 64  # mid-stream pieces we look at for the start of an HTTP message
 
 
@@ -91,8 +98,8 @@ class Conversation:
         self.limits = limits
         self.a, self.b = first.src, first.dst
         self.sides = {
-            first.src: _Side(StreamReassembler(limits.max_ooo_bytes)),
-            first.dst: _Side(StreamReassembler(limits.max_ooo_bytes)),
+            first.src: _Side(StreamReassembler(limits.max_ooo_bytes, limits.max_ooo_segments)),
+            first.dst: _Side(StreamReassembler(limits.max_ooo_bytes, limits.max_ooo_segments)),
         }
         self.client: Endpoint | None = None
         self.first_ns = first.ts_ns
@@ -106,6 +113,7 @@ class Conversation:
         self.unanswered: list[_Attempt | None] = []  # FIFO of requests awaiting answers
         self.decoders: dict[str, FrameDecoder] = {}
         self.anomalies: list[Anomaly] = []
+        self._note = AnomalyLog(self.anomalies, limits)  # per name: 25 samples, then counted
         self.upgraded = False
 
     # ---- feeding -------------------------------------------------------------------------
@@ -116,19 +124,19 @@ class Conversation:
         if seg.src_mac and side.mac is None:
             side.mac = seg.src_mac
         flags = seg.flags
-        if flags & TcpFlags.SYN:
+        if flags & _SYN:
             self._syn(seg, side)
-        if flags & TcpFlags.RST:
+        if flags & _RST:
             side.rst = True
         if seg.payload:
             if self.client is None:
                 self._guess_roles(seg)
             for piece in side.stream.feed(seg.seq, seg.payload, seg.ts_ns, seg.frame):
                 self._piece(seg.src, piece)
-        if flags & TcpFlags.ACK and peer.stream.started and not peer.stream.discard:
+        if flags & _ACK and peer.stream.started and not peer.stream.discard:
             for piece in peer.stream.acked(seg.ack):
                 self._piece(seg.dst, piece)
-        if flags & TcpFlags.FIN and not side.fin:
+        if flags & _FIN and not side.fin:
             side.fin = True
             side.stream.fin(seg.seq, len(seg.payload))
             self._end_direction(seg.src)
@@ -140,7 +148,7 @@ class Conversation:
 
     def wants_new_stream(self, seg: Segment) -> bool:
         """A fresh SYN on a finished connection (port reuse) starts a new `tcp.stream`, like tshark."""
-        syn_only = seg.flags & (TcpFlags.SYN | TcpFlags.ACK) == TcpFlags.SYN
+        syn_only = seg.flags & (_SYN | _ACK) == _SYN
         if not syn_only:
             return False
         if self.closed_both:
@@ -151,7 +159,7 @@ class Conversation:
         return any(s.nbytes for s in self.sides.values())
 
     def _syn(self, seg: Segment, side: _Side) -> None:
-        if not seg.flags & TcpFlags.ACK:
+        if not seg.flags & _ACK:
             if side.syn and self.syn_seq == seg.seq:
                 self.syn_retries += 1
             self.syn_seq = seg.seq
@@ -181,6 +189,10 @@ class Conversation:
             return
         if side.payload is Payload.NONE:
             side.payload = self._classify(piece.data, from_client)
+            if side.payload is Payload.TLS:
+                side.tls = TlsReader()
+        if side.tls is not None and not side.tls.done:
+            side.tls.feed(piece.data, piece.frame)
         side.nbytes += len(piece.data)
         if len(side.head_bytes) < 4096:
             side.head_bytes += piece.data[: 4096 - len(side.head_bytes)]
@@ -194,7 +206,8 @@ class Conversation:
             if reader.starts_message(piece.data):
                 side.payload = Payload.HTTP
         if side.payload is not Payload.HTTP:
-            if len(side.head_bytes) >= 4096 and (side.syn or side.seek_budget <= 0):
+            tls_reading = side.tls is not None and not side.tls.done
+            if len(side.head_bytes) >= 4096 and (side.syn or side.seek_budget <= 0) and not tls_reading:
                 side.stream.discard = True
             return
         for msg in reader.feed(piece.data, piece.ts_ns, piece.frame):
@@ -211,11 +224,11 @@ class Conversation:
         return Payload.OTHER
 
     def _gap(self, from_client: bool, nbytes: int, frame: int) -> None:
-        self.anomalies.append(Anomaly("content-gap", f"{nbytes} bytes not captured", frame or None))
+        self._note(Anomaly("content-gap", f"{nbytes} bytes not captured", frame or None))
         decoder = self.decoders.get("client" if from_client else "server")
         if decoder is not None:
             self.decoders.pop("client" if from_client else "server")
-            self.anomalies.append(Anomaly("gap-in-websocket-frames", "", frame or None))
+            self._note(Anomaly("gap-in-websocket-frames", "", frame or None))
             return
         (self.requests if from_client else self.responses).gap(nbytes)
 
@@ -375,6 +388,7 @@ class Conversation:
             tls_alert=alert,
             tls_alert_by=alert_by,
             tls_sni=tls_c.sni if tls_c else None,
+            tls=tls_details(c.tls, s.tls) if c.tls is not None else None,
         )
 
     def ready(self, now_ns: int) -> bool:
@@ -402,7 +416,7 @@ class Conversation:
             if leftovers:
                 self._attach_frames(leftovers)
             if decoder.stop_reason == "max-frames" and decoder.ignored_bytes:
-                self.anomalies.append(
+                self._note(
                     Anomaly("websocket-frame-limit", f"{direction}: later frames not decoded")
                 )
         transport = self.transport()
@@ -453,7 +467,7 @@ class Conversation:
     def _failed_without_http(self, t: Transport) -> bool:
         """A connection that never carried HTTP but failed in a way worth naming (TLS or TCP)."""
         if t.client_payload is Payload.TLS:
-            return not t.tls_server_hello
+            return not t.tls_server_hello or (t.tls is not None and tls_handshake_failed(t.tls))
         return t.client_payload is Payload.NONE and t.syn and (not t.syn_ack or t.server_rst)
 
     def _anomalies(self, client: Endpoint, server: Endpoint) -> tuple[Anomaly, ...]:
@@ -464,7 +478,7 @@ class Conversation:
                 out.append(Anomaly(name, f"{who} to {'server' if who == 'client' else 'client'}"))
         for name in dict.fromkeys(self.requests.anomalies + self.responses.anomalies):
             out.append(Anomaly(name))
-        return tuple(out[: self.limits.max_anomaly_samples])
+        return tuple(out)  # bounded: `_note` keeps 25 per name and counts the rest; names are few
 
 
 __all__ = ["Conversation", "is_attempt", "is_ota", "is_upgrade_request"]

@@ -131,7 +131,7 @@ def parse_response_head(head: bytes, max_headers: int = 1000) -> Head:
     first = lines[0] if lines else ""
     version, _, rest = first.partition(" ")
     status, _, reason = rest.partition(" ")
-    if not (len(status) == 3 and status.isdigit()):
+    if not (len(status) == 3 and _is_ascii_digits(status)):
         _note(anomalies, "bad-status-line")
     return Head(
         (version, status, reason), _parse_headers(lines[1:], max_headers, anomalies), tuple(anomalies)
@@ -140,7 +140,13 @@ def parse_response_head(head: bytes, max_headers: int = 1000) -> Head:
 
 def status_code(head: Head) -> int:
     s = head.start[1]
-    return int(s) if len(s) == 3 and s.isdigit() else 0
+    return int(s) if len(s) == 3 and _is_ascii_digits(s) else 0
+
+
+def _is_ascii_digits(s: str) -> bool:
+    """0-9 only: `str.isdigit()` also accepts '²' and '¹' (latin-1 bytes 0xB2, 0xB9), which
+    `int()` then refuses (found by fuzzing)."""
+    return s.isascii() and s.isdigit()
 
 
 def content_length(headers: tuple[Header, ...]) -> tuple[int | None, list[str]]:
@@ -154,7 +160,7 @@ def content_length(headers: tuple[Header, ...]) -> tuple[int | None, list[str]]:
     elif len(values) > 1:
         anomalies.append("duplicate-content-length")
     v = values[0]
-    if not v.isdigit() or len(v) > 18:
+    if not _is_ascii_digits(v) or len(v) > 18:
         return None, [*anomalies, "bad-content-length"]
     return int(v), anomalies
 

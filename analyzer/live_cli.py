@@ -512,7 +512,9 @@ class Output:
     def handshake(self, h: dict[str, Any]) -> None:
         self.index += 1
         if self.fmt is LiveFormat.jsonl:
-            sys.stdout.write(json.dumps(h, ensure_ascii=False) + "\n")
+            from analyzer.textsafe import json_text
+
+            sys.stdout.write(json_text(h) + "\n")  # C1/bidi/U+2028 escaped: one line, safe to `cat`
             sys.stdout.flush()
             return
         from analyzer.report.terminal import render_handshake

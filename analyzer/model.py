@@ -180,6 +180,64 @@ class Payload(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class CertInfo:
+    """One X.509 certificate as the server sent it (TLS 1.2 Certificate message, or decrypted).
+
+    Times are integer nanoseconds like every timestamp here; `key_type` is "RSA", "EC", "Ed25519",
+    "Ed448", "DSA" or "unknown"; `key_bits` is the RSA modulus or EC curve size.
+    """
+
+    subject: str
+    issuer: str
+    not_before_ns: int
+    not_after_ns: int
+    key_type: str
+    key_bits: int = 0
+    curve: str | None = None
+    self_signed: bool = False
+    is_ca: bool = False
+    names: tuple[str, ...] = ()  # subjectAltName DNS names and IP addresses
+    sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsAlert:
+    """A TLS alert seen in plaintext (or decrypted by tshark with a key log)."""
+
+    by: str  # "client" or "server"
+    level: int
+    description: int
+    frame: int | None = None
+    encrypted: bool = False  # inferred from an encrypted record's size (TLS 1.3), not read
+
+
+@dataclass(frozen=True, slots=True)
+class TlsDetails:
+    """What a TLS connection showed before encryption: versions, names, certificates, alerts.
+
+    `certificates_hidden` is true for TLS 1.3, where the Certificate message is encrypted.
+    `completed` says both sides went on to send application data (the handshake succeeded).
+    `decrypted` is set when tshark decrypted the application data with a key log.
+    """
+
+    offered_versions: tuple[str, ...] = ()
+    version: str | None = None
+    cipher_suite: int | None = None
+    sni: str | None = None
+    alpn_offered: tuple[str, ...] = ()
+    alpn: str | None = None
+    certificates: tuple[CertInfo, ...] = ()
+    certificates_hidden: bool = False
+    alerts: tuple[TlsAlert, ...] = ()
+    client_app_records: int = 0
+    server_app_records: int = 0
+    completed: bool = False
+    decrypted: bool = False
+    keys: str | None = None  # with --keylog: "matched" or "missing" for this session
+    client_random: str = ""  # public ClientHello random (hex), used to match key log lines
+
+
+@dataclass(frozen=True, slots=True)
 class Transport:
     """What TCP did around the handshake: the facts the no-answer verdicts rest on."""
 
@@ -202,6 +260,7 @@ class Transport:
     tls_alert: tuple[int, int] | None = None  # (level, description) of the first plaintext TLS alert
     tls_alert_by: str | None = None  # "client" or "server": who sent that alert
     tls_sni: str | None = None  # server name the ClientHello asked for
+    tls: TlsDetails | None = None  # full TLS facts (analyzer.tls), when the client spoke TLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +368,8 @@ class Report:
     otas: list[OtaDiagnosis] = field(default_factory=list)
     connections: int = 0
     tls_sessions: int = 0
+    engine: str = "wsdiag"  # "wsdiag" (own reassembly) or "tshark" (Wireshark's dissection)
+    cross_check: tuple[str, ...] | None = None  # --cross-check: each disagreement, one line each
 
     @property
     def failed(self) -> list[Diagnosis | OtaDiagnosis]:

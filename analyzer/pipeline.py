@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from analyzer.handshake import Conversation
 from analyzer.limits import DEFAULT_LIMITS, Limits
 from analyzer.model import Anomaly, Handshake, OtaExchange, Payload, Segment
+from analyzer.tls.session import handshake_failed as tls_handshake_failed
 
 Key = tuple[str, int, str, int]
 
@@ -45,8 +46,10 @@ class ConnectionTable:
         self.harvest = Harvest()
         self._since_sweep = 0
         self._evicted = 0
+        self.on_close: Callable[[Conversation], None] | None = None  # told of every finished one
 
-    def feed(self, seg: Segment) -> None:
+    def feed(self, seg: Segment) -> Conversation:
+        """Feeds one segment to its connection (made if new) and returns that connection."""
         if seg.ts_ns > self.now_ns:
             self.now_ns = seg.ts_ns
         key = (seg.src.ip, seg.src.port, seg.dst.ip, seg.dst.port)
@@ -71,6 +74,7 @@ class ConnectionTable:
         self._since_sweep += 1
         if self._since_sweep >= 1024:
             self.sweep()
+        return conv
 
     def sweep(self) -> None:
         """Finishes connections idle for longer than their timeout, in capture time."""
@@ -106,6 +110,8 @@ class ConnectionTable:
 
     def _done(self, key: Key) -> None:
         conv = self.table.pop(key)
+        if self.on_close is not None:
+            self.on_close(conv)
         handshakes, otas, transport = conv.finish()
         h = self.harvest
         h.connections += 1
@@ -130,6 +136,8 @@ def worth_reporting(hs: Handshake, attempt_ports: set[int], expect_port: int | N
     t = hs.transport
     if t.client_payload is Payload.TLS and (t.tls_alert is not None or t.server_payload is Payload.OTHER):
         return True  # a TLS handshake that visibly failed (an alert, or a non-TLS answer)
+    if t.tls is not None and tls_handshake_failed(t.tls):
+        return True  # an encrypted TLS 1.3 alert, or a client that left after the certificate
     return hs.server.port in attempt_ports or hs.server.port == expect_port
 
 

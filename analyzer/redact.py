@@ -28,6 +28,9 @@ _XIAOZHI = r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?=\.[0-9]{9,11}(?![0-9]))"
 _BEARER = r"(?i:(?<=bearer )|(?<=basic )|(?<=bearer\+)|(?<=bearer%20))[A-Za-z0-9._~+/=%-]{4,}"
 SHAPES = re.compile("|".join((_JWT, _XIAOZHI, _BEARER)))
 MIN_LITERAL = 4
+_MARKER = re.compile(
+    r"^(bearer|token|access_token|accesstoken|auth|auth_token|authorization|jwt)$", re.IGNORECASE
+)
 
 
 def mask(secret: str) -> str:
@@ -56,7 +59,11 @@ def header_secrets(headers: Iterable[Header]) -> list[str]:
             else:
                 found.append(_credential_secret(_split_credential(value)))
         elif lname == "sec-websocket-protocol":
-            found += [p.strip() for p in value.split(",") if re.search(r"bearer|token|auth", p, re.I)]
+            items = [p.strip() for p in value.split(",")]
+            # a bare marker ("Bearer", "access_token") is not a secret, the item after it is:
+            # browsers send `new WebSocket(url, ["Bearer", token])` as `Bearer, <token>`
+            found += [p for p in items if re.search(r"bearer|token|auth", p, re.I) and not _MARKER.match(p)]
+            found += [items[i + 1] for i, p in enumerate(items[:-1]) if _MARKER.match(p)]
     return found
 
 
@@ -111,7 +118,8 @@ class Redactor:
     def __init__(self, literals: Iterable[str] = (), enabled: bool = True) -> None:
         self.enabled = enabled
         lits = sorted({s for s in literals if len(s) >= MIN_LITERAL}, key=len, reverse=True)
-        self._literals = re.compile("|".join(re.escape(s) for s in lits)) if lits else None
+        # case-insensitive: rules quote some values lower-cased (a subprotocol list, a Device-Id)
+        self._literals = re.compile("|".join(re.escape(s) for s in lits), re.IGNORECASE) if lits else None
 
     @classmethod
     def for_traffic(
@@ -119,9 +127,14 @@ class Redactor:
         messages: Iterable[HttpRequest | HttpResponse | None],
         otas: Iterable[OtaExchange] = (),
         enabled: bool = True,
+        payloads: Iterable[bytes] = (),
     ) -> Redactor:
+        """`payloads`: WebSocket message payloads; tokens under secret-named JSON keys in them
+        (a `hello` carrying `"token": …`) are collected like the OTA answer's."""
         literals: list[str] = []
         if enabled:
+            for payload in payloads:
+                literals += body_secrets(payload)
             for msg in messages:
                 if msg is None:
                     continue

@@ -44,10 +44,11 @@ class StreamReassembler:
         "discard",
         "gaps",
         "max_ooo",
+        "max_ooo_segments",
         "retransmitted",
     )
 
-    def __init__(self, max_ooo: int = 256 * 1024) -> None:
+    def __init__(self, max_ooo: int = 256 * 1024, max_ooo_segments: int = 512) -> None:
         self._base: int | None = None  # absolute sequence number of stream offset 0
         self._next = 0  # next expected stream offset
         self._fin: int | None = None  # stream offset of the FIN (it takes one sequence number)
@@ -55,6 +56,7 @@ class StreamReassembler:
         self._pending_bytes = 0
         self._recent = bytearray()  # last delivered bytes, ending at self._next
         self.max_ooo = max_ooo
+        self.max_ooo_segments = max_ooo_segments  # bounds the per-segment work of `_hold` too
         self.discard = False
         self.gaps = 0
         self.retransmitted = 0
@@ -106,11 +108,38 @@ class StreamReassembler:
                 return []
         if start > self._next:
             self._hold(start, payload, ts_ns, frame)
-            if self._pending_bytes > self.max_ooo:
-                self.anomalies.append("ooo-buffer-full")
-                return self.skip_hole()
-            return []
+            out: list[Piece] = []
+            # Give up on holes until the buffer is within both bounds again: one skip is not
+            # enough when many small segments sit below a big one (memory would grow).
+            while self._pending and (
+                self._pending_bytes > self.max_ooo or len(self._pending) > self.max_ooo_segments
+            ):
+                self._note("ooo-buffer-full")
+                out.extend(self.skip_hole())
+            return out
         return self._deliver(Piece(start, payload, ts_ns, frame))
+
+    def release(self) -> None:
+        """Once `discard` is set, frees what only delivery needed (the window of recent bytes kept
+        to compare retransmissions, and held out-of-order data): a discarding stream delivers
+        nothing more, so results are unchanged, and a long capture's memory stays flat."""
+        if self.discard and (self._recent or self._pending):
+            self._recent = bytearray()
+            self._pending.clear()
+            self._pending_bytes = 0
+
+    def ack_is_noop(self, ack: int) -> bool:
+        """Would `acked(ack)` do nothing because it acknowledges no byte past `next_offset`?
+
+        While `next_offset` stays where it is, the same `ack` stays a no-op: the fast path
+        (`analyzer.fastpath`) relies on that to skip repeated acknowledgements.
+        """
+        if self._base is None or self.discard:
+            return True
+        upto = self._offset(ack)
+        if self._fin is not None and upto > self._fin:
+            upto = self._fin
+        return upto <= self._next
 
     def acked(self, ack: int) -> list[Piece]:
         """The peer acknowledged up to `ack`: bytes below it that we never saw were not captured."""
@@ -140,6 +169,10 @@ class StreamReassembler:
 
     def flush(self) -> list[Piece]:
         """End of stream: deliver everything buffered, naming each hole."""
+        if self.discard:  # nobody wants the bytes; `_next` moved past them without pieces
+            self._pending.clear()
+            self._pending_bytes = 0
+            return []
         out: list[Piece] = []
         while self._pending:
             out.extend(self.skip_hole())
@@ -160,14 +193,17 @@ class StreamReassembler:
         if start >= recent_start:
             old = self._recent[start - recent_start : start - recent_start + overlap]
             if bytes(old) != payload[:overlap]:
-                self.anomalies.append("rexmit-inconsistency")
+                self._note("rexmit-inconsistency")
         return payload[overlap:], start + overlap
 
     def _hold(self, start: int, payload: bytes, ts_ns: int, frame: int) -> None:
         """Buffers out-of-order data; where it overlaps data already held, the held copy wins."""
         pieces = [(start, payload)]
+        stop = start + len(payload)
         for ostart, (odata, _, _) in self._pending.items():
             oend = ostart + len(odata)
+            if oend <= start or ostart >= stop:  # the common case: no overlap at all
+                continue
             kept: list[tuple[int, bytes]] = []
             for s, d in pieces:
                 e = s + len(d)
@@ -176,7 +212,7 @@ class StreamReassembler:
                     continue
                 lo, hi = max(s, ostart), min(e, oend)
                 if d[lo - s : hi - s] != odata[lo - ostart : hi - ostart]:
-                    self.anomalies.append("rexmit-inconsistency")
+                    self._note("rexmit-inconsistency")
                 self.retransmitted += 1
                 if s < lo:
                     kept.append((s, d[: lo - s]))
@@ -186,6 +222,11 @@ class StreamReassembler:
         for s, d in pieces:
             self._pending[s] = (d, ts_ns, frame)
             self._pending_bytes += len(d)
+
+    def _note(self, name: str) -> None:
+        """Each anomaly name once per direction (the report shows names, not counts)."""
+        if name not in self.anomalies:
+            self.anomalies.append(name)
 
     def _deliver(self, piece: Piece) -> list[Piece]:
         out = [piece]

@@ -73,3 +73,26 @@ def for_rich(text: str, limit: int | None = None) -> str:
     from rich.markup import escape
 
     return escape(safe(text, limit))
+
+
+def _json_escape(ch: str) -> str:
+    cp = ord(ch)
+    if cp < 0x10000:
+        return f"\\u{cp:04x}"
+    cp -= 0x10000
+    return f"\\u{0xD800 | (cp >> 10):04x}\\u{0xDC00 | (cp & 0x3FF):04x}"
+
+
+def json_text(obj: object, indent: int | None = None) -> str:
+    """`json.dumps(obj, ensure_ascii=False)` with every non-printable character escaped as
+    `\\uXXXX` too: DEL, C1 controls, bidi and other format characters, U+2028/U+2029 (which
+    `str.splitlines()` and JavaScript treat as line ends, breaking JSONL). Readable Unicode such
+    as 认证失败 stays as is, so the output is valid UTF-8 that is also safe to `cat`."""
+    import json
+
+    text = json.dumps(obj, ensure_ascii=False, indent=indent)
+    if text.isascii() and "\x7f" not in text:
+        return text
+    # Outside strings JSON text is printable ASCII and whitespace, so every character matched
+    # here sits inside a string, where a \uXXXX escape means the same character.
+    return "".join(_json_escape(ch) if ch >= "\x7f" and not ch.isprintable() else ch for ch in text)

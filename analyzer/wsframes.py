@@ -62,7 +62,7 @@ def _window_bits(value: str) -> int:
     """A `*_max_window_bits` value; anything outside RFC 7692's 8..15 falls back to 15, the
     largest window, which inflates whatever a smaller one would (we diagnose, not enforce)."""
     value = value.strip().strip('"')
-    if value.isdigit() and 8 <= int(value) <= 15:
+    if value.isascii() and value.isdigit() and 8 <= int(value) <= 15:  # not '¹²': int() refuses it
         return int(value)
     return 15
 

@@ -77,6 +77,29 @@ def _tls_answer(t: dict[str, Any]) -> str:
     return "did not answer"
 
 
+def _tls_line(h: dict[str, Any], console: Console) -> None:
+    """One line of TLS facts (version, SNI, ALPN, leaf certificate) when the connection spoke TLS."""
+    tls = h["transport"].get("tls") or {}
+    if not tls.get("version") and not tls.get("offered_versions"):
+        return
+    parts = [tls.get("version") or "offered " + "/".join(tls.get("offered_versions") or [])]
+    parts.append(f"SNI {tls['sni']}" if tls.get("sni") else "no SNI")
+    if tls.get("alpn"):
+        parts.append(f"ALPN {tls['alpn']}")
+    if tls.get("decrypted"):
+        parts.append("decrypted")
+    elif tls.get("keys") == "missing":
+        parts.append("no keys in the key log")
+    certs = tls.get("certificates") or []
+    if certs:
+        c = certs[0]
+        key = f"{c['key_type']} {c['key_bits']}"
+        parts.append(f"cert {c['subject']} ({key}, until {str(c['not_after'])[:10]}; {len(certs)} sent)")
+    elif tls.get("certificates_hidden"):
+        parts.append("certificate encrypted (TLS 1.3)")
+    console.print(Text("  tls: " + safe("; ".join(parts), 400), style="dim"))
+
+
 def _frames(h: dict[str, Any], console: Console) -> None:
     for f in h["frames"][:12]:
         arrow = "→" if f["direction"] == "client" else "←"
@@ -140,6 +163,7 @@ def render_handshake(h: dict[str, Any], index: int, console: Console, verbose: b
     elif h["response"] is not None or h["transport"]["client_payload"] == "http":
         console.print(Text("  (request not captured: the capture began after it)", style="dim"))
     console.print(_answer(h))
+    _tls_line(h, console)
     resp = h["response"]
     if resp is not None and resp["body"] and outcome != "upgraded":
         console.print(Text("    body: " + safe(resp["body"], BODY_PREVIEW), style="dim"))

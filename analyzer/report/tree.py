@@ -23,6 +23,7 @@ from analyzer.model import (
     OtaDiagnosis,
     OtaExchange,
     Report,
+    TlsDetails,
     Transport,
     WsFrame,
     is_failure,
@@ -35,12 +36,11 @@ SCHEMA = "wsdiag/1"
 def iso(ts_ns: int) -> str | None:
     if not ts_ns:
         return None
-    return (
-        datetime.fromtimestamp(ts_ns // 1_000_000_000, UTC)
-        .replace(microsecond=(ts_ns // 1000) % 1_000_000)
-        .isoformat()
-        .replace("+00:00", "Z")
-    )
+    try:
+        stamp = datetime.fromtimestamp(ts_ns // 1_000_000_000, UTC)
+    except (ValueError, OverflowError, OSError):  # a damaged or fuzzed timestamp past year 9999
+        return None
+    return stamp.replace(microsecond=(ts_ns // 1000) % 1_000_000).isoformat().replace("+00:00", "Z")
 
 
 def epoch(ts_ns: int) -> float | None:
@@ -156,9 +156,55 @@ def transport(t: Transport) -> dict[str, Any]:
             "alert": list(t.tls_alert) if t.tls_alert else None,
             "alert_by": t.tls_alert_by,
             "sni": t.tls_sni,
+            **tls_details(t.tls),
         }
-        if str(t.client_payload) == "tls" or str(t.server_payload) == "tls"
+        if str(t.client_payload) == "tls" or str(t.server_payload) == "tls" or t.tls is not None
         else None,
+    }
+
+
+def tls_details(d: TlsDetails | None) -> dict[str, Any]:
+    """The TLS facts of `analyzer.tls` (no key material: none is ever kept in the model)."""
+    if d is None:
+        return {}
+    from analyzer.tlsinfo import alert_name
+
+    return {
+        "version": d.version,
+        "offered_versions": list(d.offered_versions),
+        "cipher_suite": f"0x{d.cipher_suite:04x}" if d.cipher_suite is not None else None,
+        "alpn_offered": list(d.alpn_offered),
+        "alpn": d.alpn,
+        "certificates": [
+            {
+                "subject": c.subject,
+                "issuer": c.issuer,
+                "not_before": iso(c.not_before_ns) or epoch(c.not_before_ns),
+                "not_after": iso(c.not_after_ns) or epoch(c.not_after_ns),
+                "key_type": c.key_type,
+                "key_bits": c.key_bits,
+                "curve": c.curve,
+                "self_signed": c.self_signed,
+                "is_ca": c.is_ca,
+                "names": list(c.names),
+                "sha256": c.sha256,
+            }
+            for c in d.certificates
+        ],
+        "certificates_hidden": d.certificates_hidden,
+        "alerts": [
+            {
+                "by": a.by,
+                "level": a.level,
+                "description": a.description if a.description >= 0 else None,
+                "name": alert_name(a.description) if a.description >= 0 else "encrypted",
+                "frame": a.frame,
+            }
+            for a in d.alerts
+        ],
+        "completed": d.completed,
+        "decrypted": d.decrypted,
+        "keys": d.keys,
     }
 
 
@@ -225,6 +271,8 @@ def input_summary(s: InputSummary, r: Report | None) -> dict[str, Any]:
         "error": s.error,
         "connections": r.connections if r else 0,
         "tls_sessions": r.tls_sessions if r else 0,
+        **({"engine": r.engine} if r is not None and r.engine != "wsdiag" else {}),
+        **({"cross_check": list(r.cross_check)} if r is not None and r.cross_check is not None else {}),
         "anomalies": [anomaly(a) for a in s.anomalies],
     }
 
@@ -232,11 +280,13 @@ def input_summary(s: InputSummary, r: Report | None) -> dict[str, Any]:
 def redactor_for(reports: list[Report], show_secrets: bool) -> Redactor:
     msgs: list[HttpRequest | HttpResponse | None] = []
     otas: list[OtaExchange] = []
+    payloads: list[bytes] = []
     for r in reports:
         for d in r.diagnoses:
             msgs += [d.handshake.request, d.handshake.response]
+            payloads += [f.payload for f in d.handshake.frames]
         otas += [o.exchange for o in r.otas]
-    return Redactor.for_traffic(msgs, otas, enabled=not show_secrets)
+    return Redactor.for_traffic(msgs, otas, enabled=not show_secrets, payloads=payloads)
 
 
 def document(reports: list[Report], show_secrets: bool = False) -> dict[str, Any]:

@@ -5,7 +5,7 @@
 (severity, rank) and names the cause of each failed handshake.
 
 Families: WS0xx transport/TLS, WS1xx the request (RFC 6455/9112), WS2xx the xiaozhi contract,
-WS3xx the answer, WS4xx OTA correlation.
+WS3xx the answer, WS4xx OTA correlation, WS5xx TLS certificates, names and alerts.
 
 A handshake *failed* when it did not get a 101, or when some rule reported an ERROR on it:
 rules emit ERROR on an upgraded handshake only when the frames show an in-band rejection
@@ -30,7 +30,7 @@ from analyzer.model import (
     Severity,
 )
 from analyzer.reproduce import command
-from analyzer.rules import ota, request, response, transport, xiaozhi
+from analyzer.rules import ota, request, response, tls, transport, xiaozhi
 from analyzer.rules._facts import (
     AUTH_FAILED_TEXT,
     NO_IDENTITY_TEXT,
@@ -40,7 +40,9 @@ from analyzer.rules._facts import (
 )
 from analyzer.rules._rule import Context, Hit, Rule, rule, sort_key
 
-RULES: tuple[Rule, ...] = transport.RULES + request.RULES + xiaozhi.RULES + response.RULES + ota.RULES
+RULES: tuple[Rule, ...] = (
+    transport.RULES + request.RULES + xiaozhi.RULES + response.RULES + ota.RULES + tls.RULES
+)
 CAUSE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
 
 __all__ = [

@@ -254,6 +254,8 @@ class _Input:
 
     def __init__(self, stream: BinaryIO) -> None:
         self.read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
+        self.progress: Progress | None = None
+        self.offset = 0  # stream offset of the end of what was read so far
 
     def fill(self, buf: bytes, pos: int, need: int) -> bytes:
         """Return buf[pos:] extended with reads until it holds `need` bytes or the input ends."""
@@ -267,15 +269,31 @@ class _Input:
                     break
                 parts.append(chunk)
                 have += len(chunk)
+                self.offset += len(chunk)
         except EOFError as e:  # gzip stream cut short
             raise _Stop("capture-truncated", f"compressed stream ends early ({e})") from None
         except (OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
             raise _Stop("capture-damaged", f"read error: {e}") from None
+        if self.progress is not None:
+            self.progress(self.offset)
         return b"".join(parts)
 
 
+Skip = Callable[[bytes, int, int, int], bool]
+"""`skip(buf, start, caplen, ts_ns)`: a consumer's look at an Ethernet record's bytes in the read
+buffer (`buf[start:start + caplen]`) before a `Record` is built; True = consumed, do not yield it.
+The fast path (`analyzer.fastpath`) uses it so bulk packets never become objects."""
+
+Progress = Callable[[int], None]
+"""Called with the stream offset reached each time the read buffer is refilled (~every MiB)."""
+
+
 def read_records(
-    stream: BinaryIO, summary: InputSummary, limits: Limits = DEFAULT_LIMITS
+    stream: BinaryIO,
+    summary: InputSummary,
+    limits: Limits = DEFAULT_LIMITS,
+    skip: Skip | None = None,
+    progress: Progress | None = None,
 ) -> Iterator[Record]:
     """Yield every packet record of a pcap or pcapng stream, in file order.
 
@@ -286,6 +304,10 @@ def read_records(
     reading with one `capture-truncated` or `capture-damaged` anomaly (record count and byte
     offset in its detail) and `summary.readable_to_end = False`. Oddities that can be read
     past are rate-limited anomalies (see `AnomalyLog`).
+
+    `skip` sees every Ethernet record first and may consume it (see `Skip`); it is never shown
+    a record that is damaged, and the frame numbering, anomalies and counts are the same with
+    or without it. `progress` is told the byte offset reached at every buffer refill.
     """
     name = summary.path
     inp = _Input(stream)
@@ -297,10 +319,12 @@ def read_records(
         raise CaptureError(f"{name}: empty file")
     suffix = "+gzip" if isinstance(stream, gzip.GzipFile) else ""
     magic = buf[:4]
+    if progress is not None:
+        inp.progress = progress
     if magic in _PCAP_MAGICS:
-        yield from _read_pcap(inp, buf, summary, limits, suffix)
+        yield from _read_pcap(inp, buf, summary, limits, suffix, skip)
     elif magic == _PCAPNG_SHB:
-        yield from _read_pcapng(inp, buf, summary, limits, suffix)
+        yield from _read_pcapng(inp, buf, summary, limits, suffix, skip)
     else:
         raise CaptureError(f"{name}: not a pcap or pcapng capture file (it starts with {magic.hex(' ')})")
 
@@ -313,7 +337,7 @@ def _damage(summary: InputSummary, name: str, why: str, records: int, offset: in
 
 
 def _read_pcap(
-    inp: _Input, buf: bytes, summary: InputSummary, limits: Limits, suffix: str
+    inp: _Input, buf: bytes, summary: InputSummary, limits: Limits, suffix: str, skip: Skip | None = None
 ) -> Iterator[Record]:
     """Classic pcap: a 24-byte file header, then (header, data) records to the end."""
     name = summary.path
@@ -328,6 +352,8 @@ def _read_pcap(
             f"{name}: link-type field 0x{ltfield:08x} has reserved bits set; not a valid pcap file"
         )
     linktype = ltfield & 0xFFFF
+    if linktype != 1:
+        skip = None  # `skip` is only shown Ethernet frames
     # lengths in files before 2.3 (and DG/UX 543.0) are written as (len, caplen)
     swapped = 2 if (major == 543 or minor < 3) else (1 if minor == 3 else 0)
     summary.format = fmt + suffix
@@ -389,6 +415,9 @@ def _read_pcap(
             if ts_frac >= frac_limit or ts_ns < last_ts or caplen > wirelen or caplen > snap_limit:
                 _record_oddities(log, frame, ts_frac, frac_limit, ts_ns, last_ts, caplen, wirelen, snaplen)
             last_ts = ts_ns
+            if skip is not None and skip(buf, stop - caplen, caplen, ts_ns):
+                pos = stop
+                continue
             # _record() inlined: this loop is the reader's hot path
             rec = new(Record)
             set_frame(rec, frame)
@@ -514,7 +543,7 @@ def _check_shb(sec: _Section, block: bytes) -> None:
 
 
 def _read_pcapng(
-    inp: _Input, buf: bytes, summary: InputSummary, limits: Limits, suffix: str
+    inp: _Input, buf: bytes, summary: InputSummary, limits: Limits, suffix: str, skip: Skip | None = None
 ) -> Iterator[Record]:
     """pcapng: sections (SHB + IDBs + packet blocks), each in its own byte order."""
     name = summary.path
@@ -626,6 +655,9 @@ def _read_pcapng(
                     _record_oddities(log, frame, 0, 1, ts, last_ts, caplen, wirelen, iface.snaplen)
                 last_ts = ts
                 start = pos + 28
+                if skip is not None and iface.linktype == 1 and skip(buf, start, caplen, ts):
+                    pos = stop
+                    continue
                 rec = new(Record)  # _record() inlined: the EPB branch is the hot path
                 set_frame(rec, frame)
                 set_ts(rec, ts)
