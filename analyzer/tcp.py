@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 MOD = 1 << 32
 HALF = 1 << 31
-RECENT_WINDOW = 64 * 1024  # delivered bytes kept to compare retransmissions with
+RECENT_WINDOW = 16 * 1024  # delivered bytes kept to compare retransmissions with
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ as 认证失败 is kept as is.
 
 from __future__ import annotations
 
+import re
+
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\"}
 
 
@@ -83,6 +85,9 @@ def _json_escape(ch: str) -> str:
     return f"\\u{0xD800 | (cp >> 10):04x}\\u{0xDC00 | (cp & 0x3FF):04x}"
 
 
+_NON_ASCII = re.compile(r"[^\x00-\x7e]")
+
+
 def json_text(obj: object, indent: int | None = None) -> str:
     """`json.dumps(obj, ensure_ascii=False)` with every non-printable character escaped as
     `\\uXXXX` too: DEL, C1 controls, bidi and other format characters, U+2028/U+2029 (which
@@ -95,4 +100,4 @@ def json_text(obj: object, indent: int | None = None) -> str:
         return text
     # Outside strings JSON text is printable ASCII and whitespace, so every character matched
     # here sits inside a string, where a \uXXXX escape means the same character.
-    return "".join(_json_escape(ch) if ch >= "\x7f" and not ch.isprintable() else ch for ch in text)
+    return _NON_ASCII.sub(lambda m: m.group() if m.group().isprintable() else _json_escape(m.group()), text)

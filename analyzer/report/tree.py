@@ -277,22 +277,36 @@ def input_summary(s: InputSummary, r: Report | None) -> dict[str, Any]:
     }
 
 
-def redactor_for(reports: list[Report], show_secrets: bool) -> Redactor:
-    msgs: list[HttpRequest | HttpResponse | None] = []
-    otas: list[OtaExchange] = []
-    payloads: list[bytes] = []
-    for r in reports:
-        for d in r.diagnoses:
-            msgs += [d.handshake.request, d.handshake.response]
-            payloads += [f.payload for f in d.handshake.frames]
-        otas += [o.exchange for o in r.otas]
-    return Redactor.for_traffic(msgs, otas, enabled=not show_secrets, payloads=payloads)
+def _redacted(node: dict[str, Any], red: Redactor) -> dict[str, Any]:
+    out = red.tree(node)
+    assert isinstance(out, dict)
+    return out
+
+
+def _handshake_redactor(d: Diagnosis, otas: list[OtaExchange], enabled: bool) -> Redactor:
+    """A handshake's own secrets, plus those its device got from OTA (they may be quoted)."""
+    h = d.handshake
+    return Redactor.for_traffic(
+        [h.request, h.response], otas, enabled=enabled, payloads=[f.payload for f in h.frames]
+    )
 
 
 def document(reports: list[Report], show_secrets: bool = False) -> dict[str, Any]:
-    red = redactor_for(reports, show_secrets)
-    handshakes = [handshake(d, r.input.path) for r in reports for d in r.diagnoses]
-    ota_list = [ota(o, r.input.path) for r in reports for o in r.otas]
+    """The whole report. Each handshake is redacted with its own secrets (and its device's OTA
+    answers) plus the secret shapes, so the work grows with the report, not with its square."""
+    enabled = not show_secrets
+    handshakes: list[dict[str, Any]] = []
+    ota_list: list[dict[str, Any]] = []
+    for r in reports:
+        otas_of: dict[str, list[OtaExchange]] = {}
+        for o in r.otas:
+            otas_of.setdefault(o.exchange.client.ip, []).append(o.exchange)
+        for d in r.diagnoses:
+            red = _handshake_redactor(d, otas_of.get(d.handshake.client.ip, []), enabled)
+            handshakes.append(_redacted(handshake(d, r.input.path), red))
+        for o in r.otas:
+            red = Redactor.for_traffic([], [o.exchange], enabled=enabled)
+            ota_list.append(_redacted(ota(o, r.input.path), red))
     failed = sum(1 for h in handshakes if h["failed"]) + sum(1 for o in ota_list if o["failed"])
     causes: dict[str, int] = {}
     for h in handshakes + ota_list:
@@ -301,7 +315,7 @@ def document(reports: list[Report], show_secrets: bool = False) -> dict[str, Any
     doc = {
         "schema": SCHEMA,
         "tool": {"name": "wsdiag", "version": __version__},
-        "inputs": [input_summary(r.input, r) for r in reports],
+        "inputs": [_redacted(input_summary(r.input, r), Redactor((), enabled)) for r in reports],
         "summary": {
             "handshakes": len(handshakes),
             "failed": failed,
@@ -312,6 +326,4 @@ def document(reports: list[Report], show_secrets: bool = False) -> dict[str, Any
         "ota": ota_list,
         "secrets": "shown" if show_secrets else "redacted",
     }
-    out = red.tree(doc)
-    assert isinstance(out, dict)
-    return out
+    return doc

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import hashlib
 import hmac
 import json
@@ -236,10 +237,21 @@ def describe_answer(resp: HttpResponse) -> str:
 
 
 def json_body(data: bytes) -> Any:
+    """Parsed JSON of a body, or None. Cached: every handshake looks at every OTA answer.
+
+    Callers must not mutate the result (it is shared between calls).
+    """
+    return _json_cached(data) if len(data) <= 65_536 else _json_parse(data)
+
+
+def _json_parse(data: bytes) -> Any:
     try:
         return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
+
+
+_json_cached = functools.lru_cache(maxsize=512)(_json_parse)
 
 
 # --- after a 101 --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 MAX_RECORD = 18_432 + 256  # RFC 8446 §5.2 ciphertext limit plus slack for odd stacks
 MAX_HANDSHAKE = 128 * 1024  # one handshake message (a certificate chain) kept at most
 MAX_CERTS = 10
-ENCRYPTED_SIZES_KEPT = 8
+ENCRYPTED_SIZES_KEPT = 4
 
 VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
 
