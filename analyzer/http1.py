@@ -30,16 +30,19 @@ def looks_like_response(data: bytes) -> bool:
     return data[:5] == b"HTTP/"
 
 
-def find_head_end(buf: bytes | bytearray) -> int:
-    """Index just past the blank line ending a head (CRLFCRLF, or bare LFs), or -1."""
-    i = buf.find(b"\r\n\r\n")
-    j = buf.find(b"\n\n")
+def find_head_end(buf: bytes | bytearray, start: int = 0) -> int:
+    """Index just past the blank line ending a head (CRLFCRLF, or bare LFs), or -1.
+
+    `start`: where to begin looking, for a caller that knows no head ends before it (a reader
+    fed a segment at a time rescans only the new bytes, not the whole buffer each time)."""
+    i = buf.find(b"\r\n\r\n", start)
+    j = buf.find(b"\n\n", start)
     if i < 0 and j < 0:
-        k = buf.find(b"\n\r\n")
+        k = buf.find(b"\n\r\n", start)
         return k + 3 if k >= 0 else -1
     if j < 0 or (0 <= i < j):
         return i + 4
-    k = buf.find(b"\n\r\n")
+    k = buf.find(b"\n\r\n", start)
     if 0 <= k < j:
         return k + 3
     return j + 2

@@ -54,6 +54,7 @@ class MessageReader:
         self._anomalies: list[str] = []
         self.anomalies: list[str] = []  # stream-level oddities (gaps inside heads, oversize heads)
         self.pending_methods: list[str] = []  # request methods awaiting a response (HEAD has no body)
+        self._unterminated = False  # the last look for a head end in `buf` found none
         self.partial: Message | None = None  # a head that never completed, parsed as far as it went
 
     def starts_message(self, data: bytes) -> bool:
@@ -75,7 +76,7 @@ class MessageReader:
                 self.buf += data[: self.limits.max_head_bytes - len(self.buf)]
             return []
         self.buf += data
-        return self._run(ts_ns)
+        return self._run(ts_ns, len(data))
 
     def gap(self, nbytes: int) -> None:
         """Bytes were not captured: a head in progress is lost; a body just gets shorter."""
@@ -132,12 +133,17 @@ class MessageReader:
             head, b"", False, ts_ns, tuple(self.frames), (*head.anomalies, "head-incomplete")
         )
 
-    def _run(self, ts_ns: int) -> list[Message]:
+    def _run(self, ts_ns: int, appended: int = 0) -> list[Message]:
         out: list[Message] = []
         while self.buf:
             if self.mode is Mode.HEAD:
-                end = http1.find_head_end(self.buf)
+                # The bytes before this feed held no head end: look only at the new ones (and the
+                # 3 before them), or 1-byte segments make every feed rescan the whole head.
+                start = max(0, len(self.buf) - appended - 3) if self._unterminated else 0
+                self._unterminated = False
+                end = http1.find_head_end(self.buf, start)
                 if end < 0:
+                    self._unterminated = True
                     if len(self.buf) > self.limits.max_head_bytes:
                         self.anomalies.append("http-head-too-large")
                         self._keep_partial(ts_ns)

@@ -1169,6 +1169,49 @@ def test_fuzz_many_small_holes_keep_the_buffer_bounded() -> None:
     assert r.anomalies == ["ooo-buffer-full"]
 
 
+def test_head_arriving_one_byte_at_a_time_is_not_rescanned() -> None:
+    """Found by review: the reader looked for the end of the head in the whole buffer at every
+    feed, so a 64 KiB head sent one byte per segment cost ~4 s of CPU per connection."""
+    from analyzer.http_stream import MessageReader
+
+    reader = MessageReader(True)
+    data = b"GET / HTTP/1.1\r\nX-A: " + b"a" * 70_000
+    reader.feed(data[:8], 0, 0)
+    t0 = time.monotonic()
+    for i in range(8, len(data)):
+        reader.feed(data[i : i + 1], 0, i)
+    assert time.monotonic() - t0 < 1.5
+    assert reader.anomalies == ["http-head-too-large"]
+    pipelined = b"GET / HTTP/1.1\r\nA: b\r\n\r\nGET /2 HTTP/1.1\n\n"
+    reader = MessageReader(True)
+    out = reader.feed(pipelined[:4], 0, 0)
+    for i in range(4, len(pipelined)):
+        out += reader.feed(pipelined[i : i + 1], 0, i)
+    assert [m.head.start[1] for m in out] == ["/", "/2"]
+
+
+@pytest.mark.xfail(strict=True, reason="open: a first segment under 4 bytes is classified as not HTTP")
+def test_request_whose_first_segment_is_shorter_than_a_method() -> None:
+    """Found by review: `GET` written alone (then ` /path ...`) is never recognised as a request,
+    because the first piece decides the direction's protocol (`handshake._classify`) and
+    `MessageReader` in SEEK mode needs `GET ` in one piece. The upgrade request is lost."""
+    from analyzer.pipeline import analyze_segments
+
+    w = Wire().handshake().send(True, UPGRADE, sizes=[3]).send(False, ANSWER_101).fin(True).fin(False)
+    (h,) = analyze_segments(w.segments).handshakes
+    assert h.request is not None
+
+
+def test_forged_ack_far_ahead_is_a_named_gap() -> None:
+    """Found by the reassembler target: an ACK for 2 GiB of bytes never sent makes the stream
+    skip to it. Not silent: the skip is a gap piece (a `content-gap` in reports)."""
+    r = StreamReassembler()
+    r.syn(999)
+    r.feed(1000, b"GET", 1, 1)
+    pieces = r.acked(1000 + (1 << 31) - 10)
+    assert [p.gap for p in pieces] == [(1 << 31) - 13] and r.gaps == 1
+
+
 def test_fuzz_crash_files_replay_clean() -> None:
     """Inputs saved by `fuzz/run.py` (fuzz/crashes/*.bin), if any are present, no longer crash."""
     crashes = sorted((ROOT / "fuzz" / "crashes").glob("*-*.bin"))

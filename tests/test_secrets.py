@@ -282,3 +282,19 @@ def test_show_secrets_shows_them(fmt: str, shown: dict[str, str]) -> None:
         and not (fmt == "jsonl" and w.startswith("ota-"))  # jsonl holds handshakes, not OTA exchanges
     ]
     assert hidden == []
+
+
+def test_write_file_is_the_raw_capture_and_private(tmp_path: Path) -> None:
+    """`wsdiag live --write` is the one output that holds secrets: the user asked for the raw
+    capture. It is created 0600 (whatever the umask) at the path the user named, and holds the
+    packets as captured (the canaries included), which is what makes it replayable."""
+    from analyzer.sources.pcapng_writer import PcapngWriter
+
+    path = tmp_path / "session.pcapng"
+    raw = build_capture()
+    writer = PcapngWriter(str(path), 1, "eth0")
+    writer.write(raw[40:200], 1_735_689_600_000_000_000)
+    writer.close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert raw[40:200] in path.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session.pcapng"]
