@@ -62,6 +62,16 @@ def is_attempt(req: HttpRequest) -> bool:
     return False
 
 
+def _too_short_to_tell(data: bytes, from_client: bool) -> bool:
+    """Fewer bytes than a request line's method (or `HTTP/`) and a prefix of one."""
+    if len(data) >= 9:
+        return False
+    if from_client:
+        upper = data.upper()
+        return any((m + b" ").startswith(upper) for m in http1.METHODS)
+    return b"HTTP/".startswith(data)
+
+
 def is_ota(req: HttpRequest) -> bool:
     return "/ota" in req.target.lower().split("?")[0]
 
@@ -78,6 +88,8 @@ class _Side:
     mac: str | None = None
     tls: TlsReader | None = None  # this side spoke TLS: its cleartext handshake (analyzer.tls)
     seek_budget: int = 64  # mid-stream pieces we look at for the start of an HTTP message
+    undecided: bytearray = field(default_factory=bytearray)  # first bytes, too few to classify yet
+    undecided_at: Piece | None = None  # the piece that brought the first of them
 
 
 @dataclass(slots=True)
@@ -188,6 +200,10 @@ class Conversation:
         if not piece.data:
             return
         if side.payload is Payload.NONE:
+            if side.undecided or _too_short_to_tell(piece.data, from_client):
+                piece = self._undecided(side, piece, from_client)
+                if not piece.data:
+                    return
             side.payload = self._classify(piece.data, from_client)
             if side.payload is Payload.TLS:
                 side.tls = TlsReader()
@@ -214,6 +230,23 @@ class Conversation:
             self._message(from_client, msg)
         if reader.mode is Mode.STOPPED and not self.decoders:
             side.stream.discard = True
+
+    @staticmethod
+    def _undecided(side: _Side, piece: Piece, from_client: bool) -> Piece:
+        """Holds the first bytes of a direction until they say what protocol they are.
+
+        A client may write `GET` alone and the rest of the request line later; deciding on the
+        first three bytes would lose the request. Returns the held bytes once they suffice (or an
+        empty piece while they do not).
+        """
+        if not side.undecided:
+            side.undecided_at = piece
+        side.undecided += piece.data
+        if _too_short_to_tell(bytes(side.undecided), from_client):
+            return Piece(piece.offset, b"", piece.ts_ns, piece.frame)
+        first = side.undecided_at or piece
+        data, side.undecided, side.undecided_at = bytes(side.undecided), bytearray(), None
+        return Piece(first.offset, data, first.ts_ns, first.frame)
 
     @staticmethod
     def _classify(data: bytes, from_client: bool) -> Payload:
@@ -403,6 +436,9 @@ class Conversation:
             side = self.sides[ep]
             for piece in side.stream.flush():
                 self._piece(ep, piece)
+            if side.undecided and side.undecided_at is not None:  # the stream ended that short
+                held, side.undecided, side.undecided_at = bytes(side.undecided), bytearray(), None
+                side.payload = self._classify(held, ep == self.client)
             if not side.fin and side.payload is Payload.HTTP:
                 from_client = ep == self.client
                 reader = self.requests if from_client else self.responses

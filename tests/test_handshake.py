@@ -175,3 +175,12 @@ def test_request_never_finished_before_the_server_gave_up() -> None:
     [hs] = analyze_segments(w.segments).handshakes
     assert hs.request is not None and "head-incomplete" in hs.request.anomalies
     assert hs.outcome is Outcome.NO_RESPONSE
+
+
+def test_first_bytes_split_before_the_method_or_status_line_is_whole() -> None:
+    """`G` then `ET /…`, and `HT` then `TP/1.1 101…`: held until they can be classified."""
+    w = Wire().handshake().send(True, ESP32_REQUEST, sizes=[1, 2, 30]).send(False, SWITCHING, sizes=[2, 5])
+    [hs] = analyze_segments(w.segments).handshakes
+    assert hs.request is not None and hs.request.target == "/xiaozhi/v1/"
+    assert hs.response is not None and hs.response.status == 101
+    assert hs.request.frames[0] == w.segments[3].frame  # the frame that brought the first byte

@@ -1190,11 +1190,9 @@ def test_head_arriving_one_byte_at_a_time_is_not_rescanned() -> None:
     assert [m.head.start[1] for m in out] == ["/", "/2"]
 
 
-@pytest.mark.xfail(strict=True, reason="open: a first segment under 4 bytes is classified as not HTTP")
 def test_request_whose_first_segment_is_shorter_than_a_method() -> None:
-    """Found by review: `GET` written alone (then ` /path ...`) is never recognised as a request,
-    because the first piece decides the direction's protocol (`handshake._classify`) and
-    `MessageReader` in SEEK mode needs `GET ` in one piece. The upgrade request is lost."""
+    """Found by review: `GET` written alone (then ` /path ...`) must still be recognised: the
+    first bytes are held until they are enough to tell the protocol."""
     from analyzer.pipeline import analyze_segments
 
     w = Wire().handshake().send(True, UPGRADE, sizes=[3]).send(False, ANSWER_101).fin(True).fin(False)

@@ -230,10 +230,10 @@ def proxy_name(resp: HttpResponse) -> str | None:
 def describe_answer(resp: HttpResponse) -> str:
     server = server_header(resp)
     head = f"HTTP {resp.status} {resp.reason}".rstrip()
-    body = body_text(resp).strip().replace("\r", "").replace("\n", "\\n")
+    body = " ".join(body_text(resp).split())  # one line; the reporter escapes what is left
     if len(body) > 120:
         body = body[:117] + "..."
-    return head + (f" (Server: {server})" if server else "") + (f", body {body!r}" if body else "")
+    return head + (f" (Server: {server})" if server else "") + (f", body '{body}'" if body else "")
 
 
 def json_body(data: bytes) -> Any:
