@@ -1370,3 +1370,22 @@ def test_json_report_is_valid_utf8_even_for_binary_payloads(tmp_path: Path) -> N
 
 def test_base64_helper_sanity() -> None:  # keeps the imports of this module honest
     assert base64.b64decode("aGk=") == b"hi" and socket.AF_INET
+
+
+def test_live_write_file_never_follows_a_symlink_and_is_private(tmp_path: Path) -> None:
+    """`--write` holds raw tokens: a planted symlink is refused, an old file becomes 0600."""
+    import os
+
+    from analyzer.sources.pcapng_writer import PcapngWriter
+
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"keep")
+    (tmp_path / "link.pcapng").symlink_to(target)
+    with pytest.raises(OSError):
+        PcapngWriter(str(tmp_path / "link.pcapng"), 1, "lo")
+    assert target.read_bytes() == b"keep"
+    old = tmp_path / "old.pcapng"
+    old.write_bytes(b"x")
+    old.chmod(0o644)
+    PcapngWriter(str(old), 1, "lo")
+    assert os.stat(old).st_mode & 0o777 == 0o600

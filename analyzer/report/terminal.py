@@ -151,6 +151,8 @@ def render_handshake(h: dict[str, Any], index: int, console: Console, verbose: b
         (f"  [tcp.stream eq {h['tcp_stream']}]", "dim"),
     )
     console.print(head)
+    if h.get("upgrade") and h["upgrade"] != "websocket":
+        console.print(Text(f"  (an HTTP upgrade to {safe(h['upgrade'], 40)}, not WebSocket)", style="dim"))
     req = h["request"]
     if req is not None:
         console.print(

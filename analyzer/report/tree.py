@@ -231,6 +231,7 @@ def handshake(d: Diagnosis, path: str) -> dict[str, Any]:
         "start": iso(h.start_ns),
         "start_epoch": epoch(h.start_ns),
         "outcome": str(h.outcome),
+        "upgrade": _protocol(h),
         "failed": is_failure(d),
         "request": request(h.request),
         "response": response(h.response),
@@ -242,6 +243,15 @@ def handshake(d: Diagnosis, path: str) -> dict[str, Any]:
         "reproduce": d.reproduce,
         "wireshark_filter": f"tcp.stream eq {h.tcp_stream}",
     }
+
+
+def _protocol(h: Handshake) -> str | None:
+    """The protocol the upgrade asked for (`websocket`, `h2c`, `tcp`…), as the request named it."""
+    for msg in (h.request, h.response):
+        value = msg.header("upgrade") if msg is not None else None
+        if value:
+            return value.strip().lower()[:40]
+    return None
 
 
 def ota(d: OtaDiagnosis, path: str) -> dict[str, Any]:

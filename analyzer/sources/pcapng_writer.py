@@ -32,7 +32,11 @@ def _ts(ts_ns: int) -> bytes:
 
 class PcapngWriter:
     def __init__(self, path: str, linktype: int, iface: str, snaplen: int = 262_144) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+        # Never through a symlink (a planted link must not redirect raw tokens elsewhere), and
+        # 0600 even when the file existed before: it holds unredacted traffic.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(path, flags, 0o600)
+        os.fchmod(fd, 0o600)
         self._f = os.fdopen(fd, "wb", buffering=0)
         self.path = path
         self.packets = 0
