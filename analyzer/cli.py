@@ -70,6 +70,8 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     out: list[str] = []
     for item in inputs:
         p = Path(item)
+        if item != "-" and p.is_fifo():  # opening a FIFO blocks until someone writes to it
+            print(f"wsdiag: waiting for a writer on the FIFO {item} (Ctrl-C to stop)", file=sys.stderr)
         if item != "-" and p.is_dir():
             found = sorted(
                 str(f) for f in p.iterdir() if f.is_file() and f.name.lower().endswith(CAPTURE_SUFFIXES)

@@ -330,8 +330,13 @@ def read_records(
 
 
 def _damage(summary: InputSummary, name: str, why: str, records: int, offset: int) -> None:
+    hint = (
+        " (a capture still being written, or cut by a crash or a full disk, ends like this)"
+        if name == "capture-truncated"
+        else ""
+    )
     summary.anomalies.append(
-        Anomaly(name, f"reading stopped after {records} records, at byte offset {offset}: {why}")
+        Anomaly(name, f"reading stopped after {records} records, at byte offset {offset}: {why}{hint}")
     )
     summary.readable_to_end = False
 
