@@ -34,7 +34,8 @@ class PcapngWriter:
     def __init__(self, path: str, linktype: int, iface: str, snaplen: int = 262_144) -> None:
         # Never through a symlink (a planted link must not redirect raw tokens elsewhere), and
         # 0600 even when the file existed before: it holds unredacted traffic.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(path, flags, 0o600)
         os.fchmod(fd, 0o600)
         self._f = os.fdopen(fd, "wb", buffering=0)
