@@ -59,42 +59,28 @@ def anomaly(a: Anomaly) -> dict[str, Any]:
     return {"name": a.name, "detail": a.detail, "frame": a.frame}
 
 
-def request(r: HttpRequest | None) -> dict[str, Any] | None:
-    if r is None:
-        return None
-    body, enc = text_of(r.body)
+def _message(m: HttpRequest | HttpResponse) -> dict[str, Any]:
+    """The fields requests and responses share: headers in wire order, body, time, frames."""
+    body, enc = text_of(m.body)
     return {
-        "method": r.method,
-        "target": r.target,
-        "version": r.version,
-        "headers": [[n, v] for n, v in r.headers],
+        "version": m.version,
+        "headers": [[n, v] for n, v in m.headers],
         "body": body,
         "body_encoding": enc,
-        "body_truncated": r.body_truncated,
-        "time": iso(r.ts_ns),
-        "epoch": epoch(r.ts_ns),
-        "frames": list(r.frames),
-        "anomalies": list(r.anomalies),
+        "body_truncated": m.body_truncated,
+        "time": iso(m.ts_ns),
+        "epoch": epoch(m.ts_ns),
+        "frames": list(m.frames),
+        "anomalies": list(m.anomalies),
     }
+
+
+def request(r: HttpRequest | None) -> dict[str, Any] | None:
+    return None if r is None else {"method": r.method, "target": r.target, **_message(r)}
 
 
 def response(r: HttpResponse | None) -> dict[str, Any] | None:
-    if r is None:
-        return None
-    body, enc = text_of(r.body)
-    return {
-        "status": r.status,
-        "reason": r.reason,
-        "version": r.version,
-        "headers": [[n, v] for n, v in r.headers],
-        "body": body,
-        "body_encoding": enc,
-        "body_truncated": r.body_truncated,
-        "time": iso(r.ts_ns),
-        "epoch": epoch(r.ts_ns),
-        "frames": list(r.frames),
-        "anomalies": list(r.anomalies),
-    }
+    return None if r is None else {"status": r.status, "reason": r.reason, **_message(r)}
 
 
 def frame(f: WsFrame) -> dict[str, Any]:

@@ -7,33 +7,9 @@ from collections.abc import Iterator
 from analyzer.model import Handshake, Payload, Severity
 from analyzer.rules._facts import Rejection, after_upgrade, describe_answer, frame_ref
 from analyzer.rules._rule import Context, Hit, rule
+from analyzer.tlsinfo import alert_name
 
 TLS_PORTS = frozenset({443, 8443, 9443, 4433, 4443, 10443, 5443, 993, 995, 465, 636, 853})
-TLS_ALERTS = {
-    10: "unexpected_message",
-    20: "bad_record_mac",
-    40: "handshake_failure",
-    42: "bad_certificate",
-    43: "unsupported_certificate",
-    44: "certificate_revoked",
-    45: "certificate_expired",
-    46: "certificate_unknown",
-    47: "illegal_parameter",
-    48: "unknown_ca",
-    49: "access_denied",
-    50: "decode_error",
-    51: "decrypt_error",
-    70: "protocol_version",
-    71: "insufficient_security",
-    80: "internal_error",
-    86: "inappropriate_fallback",
-    90: "user_canceled",
-    109: "missing_extension",
-    110: "unsupported_extension",
-    112: "unrecognized_name",
-    116: "certificate_required",
-    120: "no_application_protocol",
-}
 
 
 def _retries(hs: Handshake) -> str:
@@ -331,7 +307,7 @@ def tls_handshake_failed(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     t = hs.transport
     if t.client_payload == Payload.TLS and t.server_payload == Payload.TLS and t.tls_alert is not None:
         level, desc = t.tls_alert
-        name = TLS_ALERTS.get(desc, f"alert {desc}")
+        name = alert_name(desc)
         kind = "fatal" if level == 2 else "warning"
         if t.tls_alert_by == "client":
             yield Hit(
