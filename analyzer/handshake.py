@@ -9,6 +9,7 @@ gaps) and bounds everything it keeps.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from analyzer import http1, tlsinfo
@@ -36,6 +37,7 @@ from analyzer.wsframes import FrameDecoder, negotiated_deflate
 
 SETTLE_NS = 5_000_000_000  # after an answer, capture time we wait for frames/close before reporting
 MAX_ATTEMPTS = 64  # upgrade attempts kept per connection
+MAX_UNANSWERED = 1024  # pipelined requests awaiting an answer, per connection
 # Plain ints for the per-packet tests: `int & IntFlag` goes through enum's __rand__ (~1 us each)
 _FIN, _SYN, _RST, _ACK = int(TcpFlags.FIN), int(TcpFlags.SYN), int(TcpFlags.RST), int(TcpFlags.ACK)
 
@@ -122,7 +124,9 @@ class Conversation:
         self.requests = MessageReader(True, limits)
         self.responses = MessageReader(False, limits)
         self.attempts: list[_Attempt] = []
-        self.unanswered: list[_Attempt | None] = []  # FIFO of requests awaiting answers
+        # FIFO of requests awaiting answers, bounded: a pipelining client the server never answers
+        # must not grow it without end (the oldest are dropped, and that is said)
+        self.unanswered: deque[_Attempt | None] = deque(maxlen=MAX_UNANSWERED)
         self.decoders: dict[str, FrameDecoder] = {}
         self.anomalies: list[Anomaly] = []
         self._note = AnomalyLog(self.anomalies, limits)  # per name: 25 samples, then counted
@@ -300,6 +304,10 @@ class Conversation:
         if (is_attempt(req) or is_ota(req)) and len(self.attempts) < MAX_ATTEMPTS:
             attempt = _Attempt(req, ota=is_ota(req) and not is_attempt(req))
             self.attempts.append(attempt)
+        if len(self.unanswered) == MAX_UNANSWERED and self._note.once("too-many-unanswered-requests"):
+            self._note(
+                Anomaly("too-many-unanswered-requests", f"over {MAX_UNANSWERED} requests without an answer")
+            )
         self.unanswered.append(attempt)
 
     def _response(self, msg: Message) -> None:
@@ -321,7 +329,7 @@ class Conversation:
         if not self.unanswered and self.requests.partial is not None:
             self._partial_request()  # answered before the request was complete (e.g. 431, 400)
         if self.unanswered:
-            attempt = self.unanswered.pop(0)
+            attempt = self.unanswered.popleft()
         elif (status == 101 or self._client_spoke_tls()) and len(self.attempts) < MAX_ATTEMPTS:
             # a 101 whose request was before the capture began, or HTTP answering a ClientHello
             attempt = _Attempt(None)
@@ -452,9 +460,7 @@ class Conversation:
             if leftovers:
                 self._attach_frames(leftovers)
             if decoder.stop_reason == "max-frames" and decoder.ignored_bytes:
-                self._note(
-                    Anomaly("websocket-frame-limit", f"{direction}: later frames not decoded")
-                )
+                self._note(Anomaly("websocket-frame-limit", f"{direction}: later frames not decoded"))
         transport = self.transport()
         client = self.client or self.a
         server = self._server() if self.client else self.b

@@ -57,6 +57,11 @@ class MessageReader:
         self._unterminated = False  # the last look for a head end in `buf` found none
         self.partial: Message | None = None  # a head that never completed, parsed as far as it went
 
+    def _flag(self, name: str) -> None:
+        """Stream-level oddities are named once each: a stream of gaps must not grow the list."""
+        if name not in self.anomalies:
+            self.anomalies.append(name)
+
     def starts_message(self, data: bytes) -> bool:
         return http1.looks_like_request(data) if self.is_request else http1.looks_like_response(data)
 
@@ -81,7 +86,7 @@ class MessageReader:
     def gap(self, nbytes: int) -> None:
         """Bytes were not captured: a head in progress is lost; a body just gets shorter."""
         if self.mode in (Mode.HEAD, Mode.CHUNKED) and (self.buf or self.mode is Mode.CHUNKED):
-            self.anomalies.append("gap-in-http-head" if self.mode is Mode.HEAD else "gap-in-http-body")
+            self._flag("gap-in-http-head" if self.mode is Mode.HEAD else "gap-in-http-body")
             self._reset(Mode.SEEK)
         elif self.mode is Mode.BODY:
             self._body_truncated = True
@@ -113,7 +118,7 @@ class MessageReader:
                 self._body_truncated = True
             out.append(self._finish())
         elif self.mode is Mode.HEAD and self.buf:
-            self.anomalies.append("http-head-incomplete")
+            self._flag("http-head-incomplete")
             self._keep_partial(self._head_ts)
         self.mode = Mode.STOPPED
         return out
@@ -145,7 +150,7 @@ class MessageReader:
                 if end < 0:
                     self._unterminated = True
                     if len(self.buf) > self.limits.max_head_bytes:
-                        self.anomalies.append("http-head-too-large")
+                        self._flag("http-head-too-large")
                         self._keep_partial(ts_ns)
                         self._reset(Mode.STOPPED)
                     break
@@ -179,7 +184,7 @@ class MessageReader:
                 self.buf.clear()
             break
         if self.mode is Mode.HEAD and len(self.buf) >= 11 and not self.starts_message(bytes(self.buf[:16])):
-            self.anomalies.append("unexpected-bytes-between-messages")
+            self._flag("unexpected-bytes-between-messages")
             self._reset(Mode.STOPPED)
         return out
 
