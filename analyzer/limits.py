@@ -20,7 +20,6 @@ class Limits:
     max_body_bytes: int = 64 * 1024  # HTTP body kept (OTA JSON, error pages)
     max_ooo_bytes: int = 256 * 1024  # out-of-order bytes buffered per direction
     max_ooo_segments: int = 512  # out-of-order segments buffered per direction (bounds CPU per packet)
-    max_stream_bytes: int = 1024 * 1024  # bytes of one direction looked at in all (head + frames)
     max_frames: int = 16  # WebSocket frames kept per handshake and direction
     max_frame_payload: int = 4096  # bytes of each frame payload kept (after inflating)
     max_inflate_bytes: int = 1024 * 1024  # output cap of permessage-deflate per message
