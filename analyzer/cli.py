@@ -271,7 +271,8 @@ def analyze(
             reports, interrupted = _tls_reports(paths, config, limits, keylog, engine, cross_check)
         else:
             reports, interrupted = analyze_paths(paths, config, limits, jobs, sys.stderr.isatty())
-        write_report(reports, fmt, show_secrets, color, verbose)
+        if fmt is not Format.text or not all(r.input.error for r in reports):
+            write_report(reports, fmt, show_secrets, color, verbose)  # nothing read: the error says it
     except WsdiagError as e:
         raise fail(str(e)) from None
     except BrokenPipeError:

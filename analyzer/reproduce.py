@@ -22,7 +22,8 @@ def _url(hs: Handshake, req: HttpRequest) -> str:
         return target  # absolute-form (a request to a proxy)
     if not target.startswith("/"):
         target = "/" + target
-    return f"http://{hs.server}{target}"
+    scheme = "https" if hs.transport.tls is not None else "http"  # decrypted from TLS: wss://
+    return f"{scheme}://{hs.server}{target}"
 
 
 def _header_args(req: HttpRequest) -> list[str]:
