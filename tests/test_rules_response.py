@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from factories import (
     CLIENT_HELLO,
     KEY,
     cause,
     close,
     diag,
+    good_transport,
     make_handshake,
     make_request,
     make_response,
@@ -21,7 +23,7 @@ from factories import (
 )
 
 from analyzer.config import Config
-from analyzer.model import HttpRequest, Severity
+from analyzer.model import HttpRequest, HttpResponse, Severity
 
 BROWSER = [
     ("Host", "example.com"),
@@ -257,3 +259,24 @@ def test_bare_403_on_other_path_is_proxy_rejected() -> None:
     d = diag(make_handshake(make_request(target="/ws-closed"), resp))
     assert cause(d) == "proxy-rejected"
     assert d.cause is not None and "accept()" in d.cause.message
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        (
+            (("content-type", "text/html"),),
+            b"<html><body><h1>403 Forbidden</h1>\n"
+            b"Request forbidden by administrative rules.\n</body></html>\n",
+        ),
+        ((("x-envoy-upstream-service-time", "1"),), b"RBAC: access denied"),
+        ((("X-Amz-Cf-Id", "abc"),), b"<HTML><BODY>Request blocked.</BODY></HTML>"),
+    ],
+)
+def test_proxies_without_a_server_header_are_still_recognised(
+    headers: tuple[tuple[str, str], ...], body: bytes
+) -> None:
+    """HAProxy's 403 page, Envoy's RBAC denial, CloudFront: the answer came from a front."""
+    resp = HttpResponse("HTTP/1.1", 403, "Forbidden", headers, body)
+    d = diag(make_handshake(response=resp, transport=good_transport()))
+    assert cause(d) == "proxy-rejected"

@@ -217,6 +217,11 @@ def proxy_name(resp: HttpResponse) -> str | None:
             return name
     if resp.header("cf-ray"):
         return "cloudflare"
+    names = {n.lower() for n, _ in resp.headers}
+    if any(n.startswith("x-envoy-") for n in names):
+        return "envoy"
+    if "x-amz-cf-id" in names:
+        return "cloudfront"
     if resp.header("via"):
         return f"a proxy (Via: {resp.header('via')})"
     body = body_text(resp).lower()
@@ -224,6 +229,8 @@ def proxy_name(resp: HttpResponse) -> str | None:
         return "nginx"
     if "cloudflare" in body and "<html" in body:
         return "cloudflare"
+    if "request forbidden by administrative rules" in body:
+        return "haproxy"  # its built-in 403 page (HAProxy sends no Server header)
     return None
 
 
