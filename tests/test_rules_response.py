@@ -280,3 +280,12 @@ def test_proxies_without_a_server_header_are_still_recognised(
     resp = HttpResponse("HTTP/1.1", 403, "Forbidden", headers, body)
     d = diag(make_handshake(response=resp, transport=good_transport()))
     assert cause(d) == "proxy-rejected"
+
+
+def test_node_engine_io_transport_unknown_is_a_socketio_server() -> None:
+    """Node's engine.io answers a plain WebSocket client 400 {"code":0,"message":"Transport unknown"}."""
+    body = b'{"code":0,"message":"Transport unknown"}'
+    resp = HttpResponse("HTTP/1.1", 400, "Bad Request", (("Content-Type", "application/json"),), body)
+    d = diag(make_handshake(make_request(target="/chat"), response=resp, transport=good_transport()))
+    assert cause(d) == "wrong-service"
+    assert d.cause is not None and "Socket.IO" in d.cause.message

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from analyzer.model import Handshake, Opcode, Outcome, Payload, Severity
+from analyzer.model import Handshake, HttpRequest, HttpResponse, Opcode, Outcome, Payload, Severity
 from analyzer.rules._facts import (
     accept_for,
     body_text,
@@ -166,8 +166,9 @@ def _service_guess(hs: Handshake) -> str:
 def wrong_service(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     """What it checks:
     A `200` that is not xiaozhi's `Server is running` page (e.g. the manager-api's JSON
-    `{"code":401,"msg":"未授权"}`), an aiohttp 404 (xiaozhi's HTTP port), a port that answers
-    non-HTTP bytes, or a port other than `--expect-port`.
+    `{"code":401,"msg":"未授权"}`), an aiohttp 404 (xiaozhi's HTTP port), a Socket.IO server's
+    400 `Transport unknown`, a port that answers non-HTTP bytes, or a port other than
+    `--expect-port`.
 
     Why it is refused:
     Anything but 101 fails the upgrade; the firmware logs the same `WebSocket handshake failed`
@@ -203,6 +204,15 @@ def wrong_service(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             f"aiohttp answered 404: this is xiaozhi's HTTP (OTA) port, not the WebSocket{_port_note(port)}",
             evidence=describe_answer(resp),
         )
+    elif resp is not None and resp.status != 101 and _socketio(req, resp):
+        yield Hit(
+            "a Socket.IO (Engine.IO) server answered: it speaks its own protocol over WebSocket, so a "
+            "plain WebSocket client is refused; use a Socket.IO client, or the path "
+            "`/socket.io/?EIO=4&transport=websocket` and the Engine.IO framing",
+            evidence=describe_answer(resp),
+            fix="Talk Socket.IO to a Socket.IO server (a Socket.IO client library), or point the "
+            "device at a plain WebSocket endpoint.",
+        )
     if expected is not None and port != expected:
         failed = hs.outcome != Outcome.UPGRADED
         yield Hit(
@@ -211,6 +221,14 @@ def wrong_service(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             severity=Severity.ERROR if failed else Severity.WARNING,
             rank=25 if failed else 80,
         )
+
+
+def _socketio(req: HttpRequest, resp: HttpResponse) -> bool:
+    """A Socket.IO server refusing a plain WebSocket client: Node's engine.io says `Transport
+    unknown`; python-socketio under uvicorn closes before accept (a bare 403) when `EIO=` is missing."""
+    if b'"Transport unknown"' in resp.body:
+        return True
+    return req.target.startswith("/socket.io") and "EIO=" not in req.target
 
 
 def _html_page(resp_body: str) -> bool:

@@ -845,6 +845,18 @@ def sc_starlette_close(ctx: Ctx) -> dict:
     return _esp_ws(ctx, p, path="/ws-closed", headers=esp32_headers(token=make_token(CID, DEV)))
 
 
+@scenario("socketio-plain-websocket-403", "websockets client -> uvicorn + python-socketio",
+          "a plain WebSocket client opens ws://…/socket.io/ on a Socket.IO server (no EIO= query, "
+          "no Engine.IO framing) -> uvicorn answers 403", [("websockets-client", "uvicorn+python-socketio",
+                                                            "wrong-service")])
+def sc_socketio_plain(ctx: Ctx) -> dict:
+    p = ctx.port(8000)
+    ctx.start("uvicorn", [PY, "-m", "uvicorn", "servers:make_socketio_app", "--factory", "--host",
+                          "127.0.0.1", "--port", str(p), "--log-level", "warning"], p)
+    with ctx.capture(p):
+        return ws_client(f"ws://127.0.0.1:{p}/socket.io/", compression=None, wait=0.5)
+
+
 @scenario("starlette-good-ws", "websockets client -> uvicorn + Starlette",
           "correct path /ws -> 101 and an echoed text message", [("websockets-client", "uvicorn+starlette", "none")])
 def sc_starlette_good(ctx: Ctx) -> dict:

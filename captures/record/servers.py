@@ -234,3 +234,12 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def make_socketio_app():  # noqa: ANN201 - uvicorn --factory entry point
+    """A python-socketio ASGI server (recording only: `pip install python-socketio`). Its WebSocket
+    transport expects Engine.IO (`/socket.io/?EIO=4&transport=websocket`); a plain WebSocket
+    client is refused before accept, which uvicorn answers with 403."""
+    import socketio
+
+    return socketio.ASGIApp(socketio.AsyncServer(async_mode="asgi"))
