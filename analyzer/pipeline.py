@@ -177,10 +177,3 @@ def analyze_segments(segments: Iterable[Segment], limits: Limits = DEFAULT_LIMIT
     table.flush()
     return table.harvest
 
-
-def analyze_path(path: str, config: object = None) -> object:
-    """Convenience for tests and scripts: `analyzer.run.analyze_path` (kept here by name)."""
-    from analyzer.config import Config
-    from analyzer.run import analyze_path as run_path
-
-    return run_path(path, config if isinstance(config, Config) else None)

@@ -8,7 +8,6 @@ captures/README.md, which is passed as --auth-key would be.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,31 +15,20 @@ from typing import Any
 import pytest
 
 from analyzer.config import Config
+from analyzer.run import analyze_path
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 EXPECTED = CAPTURES / "expected.tsv"
 CONFIG = Config(auth_key="wsdiag-test-key")  # captures/README.md: how the tokens were signed
 
-analyze_path: Callable[..., Any] | None
-try:
-    from analyzer.pipeline import analyze_path
-except ImportError as exc:  # pragma: no cover - until the pipeline lands
-    analyze_path = None
-    SKIP = f"analyzer.pipeline.analyze_path is not importable yet ({exc})"
-else:
-    SKIP = ""
-
 
 def rows() -> list[dict[str, str]]:
-    if not EXPECTED.exists():
-        return []
     with EXPECTED.open(encoding="utf-8") as fh:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
 @cache
 def report(name: str) -> Any:
-    assert analyze_path is not None
     return analyze_path(str(CAPTURES / name), CONFIG)
 
 
@@ -54,8 +42,6 @@ def causes(row: dict[str, str]) -> list[str]:
     return [d.cause.name if d.cause is not None else "none" for d in found]
 
 
-@pytest.mark.skipif(not EXPECTED.exists(), reason="captures/expected.tsv not recorded yet")
-@pytest.mark.skipif(bool(SKIP), reason=SKIP or "pipeline present")
 @pytest.mark.parametrize("row", rows(), ids=lambda r: f"{r['file']}#{r['tcp_stream']}")
 def test_first_cause_matches_expected(row: dict[str, str]) -> None:
     """The verdict for each recorded stream is the expected cause name (or none)."""
@@ -67,7 +53,6 @@ def test_first_cause_matches_expected(row: dict[str, str]) -> None:
         assert got == [expected]
 
 
-@pytest.mark.skipif(bool(SKIP), reason=SKIP or "pipeline present")
 @pytest.mark.parametrize(
     ("name", "warning"),
     [
