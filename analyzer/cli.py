@@ -224,6 +224,16 @@ def analyze(
     idle_timeout: Annotated[
         float, typer.Option(help="Seconds of capture time after which a quiet connection is closed.", min=1)
     ] = 300.0,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Change one bound, NAME=VALUE, repeatable: max_head_bytes (65536), max_headers (1000), "
+            "max_body_bytes, max_ooo_bytes (per direction), max_ooo_segments, max_frames, "
+            "max_frame_payload, max_inflate_bytes, syn_timeout_s, max_anomaly_samples, "
+            "max_record_bytes, max_block_bytes. Hitting a bound is a named anomaly.",
+            metavar="NAME=VALUE",
+        ),
+    ] = None,
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", help="Capture files analysed in parallel (worker processes).", min=1)
     ] = 1,
@@ -260,12 +270,12 @@ def analyze(
 
       wsdiag analyze wss.pcapng --keylog sslkeys.log
     """
-    from analyzer.limits import Limits
+    from analyzer.limits import build_limits
     from analyzer.run import analyze_paths
 
     try:
         config = build_config(profile, expect_path, expect_port, auth_key, server_config, select, ignore)
-        limits = Limits(max_flows=max_flows, idle_timeout_s=idle_timeout)
+        limits = build_limits(max_flows, idle_timeout, limit)
         paths = expand_inputs(inputs)
         if _tshark_options(keylog, engine, cross_check, paths):
             reports, interrupted = _tls_reports(paths, config, limits, keylog, engine, cross_check)

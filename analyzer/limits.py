@@ -29,3 +29,26 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+def build_limits(max_flows: int, idle_timeout_s: float, overrides: list[str] | None = None) -> Limits:
+    """Limits from the CLI: the two common flags, then any `--limit NAME=VALUE` (names as above)."""
+    from dataclasses import fields
+
+    from analyzer.errors import UsageError
+
+    values: dict[str, int | float] = {"max_flows": max_flows, "idle_timeout_s": idle_timeout_s}
+    kinds = {f.name: f.type for f in fields(Limits)}
+    for item in overrides or []:
+        name, sep, raw = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in kinds:
+            raise UsageError(f"--limit takes NAME=VALUE with NAME one of: {', '.join(kinds)} (got {item!r})")
+        try:
+            value: int | float = float(raw) if kinds[name] == "float" else int(raw)
+        except ValueError:
+            raise UsageError(f"--limit {name}: {raw!r} is not a number") from None
+        if value <= 0:
+            raise UsageError(f"--limit {name}: must be greater than 0")
+        values[name] = value
+    return Limits(**values)  # type: ignore[arg-type]

@@ -270,12 +270,20 @@ def register(app: typer.Typer) -> None:
                 min=1,
             ),
         ] = 300.0,
+        limit: Annotated[
+            list[str] | None,
+            typer.Option(
+                help="Change one bound, NAME=VALUE, repeatable (the names `wsdiag analyze --help` lists).",
+                metavar="NAME=VALUE",
+            ),
+        ] = None,
     ) -> None:
         code = run_live(
             interface=interface, ports=port or [], host=host, bpf=bpf, esp32=esp32, write=write,
             duration=duration, count=count, fmt=fmt, show_secrets=show_secrets, user=user, promisc=promisc,
             config_args=(profile, expect_path, expect_port, auth_key, server_config, select, ignore),
             color=str(color), verbose=verbose, max_flows=max_flows, idle_timeout=idle_timeout,
+            limit=limit,
         )
         raise typer.Exit(code)
 
@@ -365,10 +373,11 @@ def run_live(
     verbose: bool,
     max_flows: int,
     idle_timeout: float,
+    limit: list[str] | None = None,
 ) -> int:
     from analyzer.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNREADABLE, build_config, fail
     from analyzer.errors import WsdiagError
-    from analyzer.limits import Limits
+    from analyzer.limits import build_limits
     from analyzer.privileges import drop, resolve_user
     from analyzer.sources.live import LiveSession, LiveSource, Stop, build_filter, run
     from analyzer.sources.pcapng_writer import PcapngWriter
@@ -376,7 +385,7 @@ def run_live(
     logging.getLogger("scapy").setLevel(logging.ERROR)
     try:
         config = build_config(*config_args)
-        limits = Limits(max_flows=max_flows, idle_timeout_s=idle_timeout)
+        limits = build_limits(max_flows, idle_timeout, limit)
         target = resolve_user(user)
         _preload()
         source = LiveSource(interface, build_filter(ports, host, bpf), promisc)

@@ -100,3 +100,11 @@ def test_directory_input_expands_to_its_captures(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a capture")
     doc = json.loads(wsdiag("analyze", str(tmp_path), "-f", "json").stdout)
     assert [Path(i["path"]).name for i in doc["inputs"]] == ["a.pcap", "b.pcap"]
+
+
+def test_limits_are_configurable_and_hitting_one_is_named() -> None:
+    doc = json.loads(wsdiag("analyze", str(GOOD), "-f", "json", "--limit", "max_headers=3").stdout)
+    request = doc["handshakes"][0]["request"]
+    assert len(request["headers"]) == 3 and "too-many-headers" in request["anomalies"]
+    bad = wsdiag("analyze", str(GOOD), "--limit", "max_everything=3")
+    assert bad.returncode == 2 and b"max_headers" in bad.stderr and b"Traceback" not in bad.stderr
