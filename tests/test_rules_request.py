@@ -228,3 +228,33 @@ def test_non_websocket_upgrade_gets_nothing() -> None:
     )
     d = diag(make_handshake(req, make_response(200, "<html></html>", server="nginx"), frames=()))
     assert d.findings == () and d.cause is None
+
+
+def test_426_without_a_version_list_means_the_upgrade_headers_were_lost_on_the_way() -> None:
+    """Node `ws` answers 426 `Upgrade Required` when it sees no upgrade: a proxy dropped them."""
+    resp = make_response(426, b"Upgrade Required", server=None)
+    d = diag(make_handshake(response=resp))
+    assert cause(d) == "missing-upgrade-headers"
+    assert d.cause is not None and "did not forward" in d.cause.message
+
+
+def test_426_with_a_version_list_is_not_blamed_on_lost_headers() -> None:
+    resp = make_response(426, server=None, headers=[("Sec-WebSocket-Version", "8")])
+    assert "missing-upgrade-headers" not in names(diag(make_handshake(response=resp)))
+
+
+def test_spring_can_upgrade_only_to_websocket() -> None:
+    resp = make_response(400, b'Can "Upgrade" only to "WebSocket".', server=None)
+    assert cause(diag(make_handshake(response=resp))) == "missing-upgrade-headers"
+
+
+def test_a_101_without_upgrade_header_fails_clients_that_check_it() -> None:
+    """RFC 6455 §4.2.2: a 101 without `Upgrade: websocket`; an error unless the client went on."""
+    full = switching()
+    bare = make_response(
+        101, server=None, headers=[(n, v) for n, v in full.headers if n.lower() != "upgrade"]
+    )
+    d = diag(make_handshake(response=bare, frames=()))
+    assert cause(d) == "missing-upgrade-headers"
+    went_on = diag(make_handshake(response=bare))
+    assert cause(went_on) is None and "missing-upgrade-headers" in names(went_on, Severity.WARNING)

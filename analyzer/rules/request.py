@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from analyzer.model import Handshake, HttpRequest, Outcome, Severity
+from analyzer.model import Handshake, HttpRequest, HttpResponse, Outcome, Severity
 from analyzer.rules._facts import (
     IDENTITY_HEADERS,
     Rejection,
@@ -263,6 +263,15 @@ def missing_upgrade_headers(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             yield Hit(
                 msg + f"{who} did not forward Upgrade/Connection", evidence=describe_answer(resp), rank=15
             )
+        elif resp is not None and _server_saw_no_upgrade(resp):
+            yield Hit(
+                f"the request has both upgrade headers, but the server answered {resp.status} as if it "
+                "got none: a proxy in between did not forward Upgrade/Connection (hop-by-hop headers)",
+                evidence=describe_answer(resp),
+                rank=15,
+            )
+        elif resp is not None and resp.status == 101:
+            yield from _incomplete_101(hs, resp)
         return
     evidence_rank = None
     if resp is not None and (resp.status == 426 or _complains(hs, "Upgrade header", "Connection header")):
@@ -277,6 +286,39 @@ def missing_upgrade_headers(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         evidence=" / ".join(missing),
         severity=sev,
         rank=rank,
+    )
+
+
+def _server_saw_no_upgrade(resp: HttpResponse) -> bool:
+    """426 without a version list (RFC 6455 §4.4 puts one there for a version problem), or
+    Spring's 400 `Can "Upgrade" only to "WebSocket"`: the server did not see the upgrade."""
+    if resp.status == 426 and not resp.headers_named("sec-websocket-version"):
+        return True
+    return resp.status == 400 and b'only to "WebSocket"' in resp.body
+
+
+def _incomplete_101(hs: Handshake, resp: HttpResponse) -> Iterator[Hit]:
+    """A 101 must carry `Upgrade: websocket` and `Connection: Upgrade` (RFC 6455 §4.2.2)."""
+    lacking = [
+        line
+        for line, ok in (
+            ("Upgrade: websocket", (resp.header("upgrade") or "").strip().lower() == "websocket"),
+            ("Connection: Upgrade", any("upgrade" in v.lower() for v in resp.headers_named("connection"))),
+        )
+        if not ok
+    ]
+    if not lacking:
+        return
+    used = any(f.direction == "client" for f in hs.frames)  # the client went on: it did not check
+    yield Hit(
+        "the 101 lacks " + " and ".join(lacking) + ": browsers and most client libraries fail the "
+        "handshake (the ESP32 firmware only looks for `HTTP/1.1 101`)"
+        + ("; this client went on anyway" if used else ""),
+        evidence="101 without " + ", ".join(lacking),
+        severity=Severity.WARNING if used else Severity.ERROR,
+        rank=12,
+        fix="Fix the server or proxy that writes the 101: it must send `Upgrade: websocket` and "
+        "`Connection: Upgrade`.",
     )
 
 

@@ -488,6 +488,23 @@ def bad_websocket_accept(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         )
 
 
+STATUS_HINTS = {
+    400: "the server found the request malformed; compare it header by header with a client that works",
+    405: "the method is not allowed: a WebSocket upgrade must be a GET",
+    408: "the request took too long to arrive: the client wrote it slowly or only in part",
+    413: "the request (or its body) is too large for the server",
+    414: "the request target is too long (a long query string?)",
+    429: "rate limited: the client reconnects too often; back off between attempts",
+    431: "the header block is too large (a huge token or cookie?)",
+    500: "the server's handler raised an error: its log says which",
+    501: "the server does not implement this (an HTTP/1.0 or non-WebSocket server?)",
+    502: "a proxy could not get an answer from its upstream: the backend is down or answered garbage",
+    503: "the server is overloaded, starting or shutting down (websockets: `Server is shutting down`)",
+    504: "a proxy timed out waiting for its upstream",
+    505: "the HTTP version is not supported: send HTTP/1.1",
+}
+
+
 @rule(
     "WS399",
     "unexplained-rejection",
@@ -520,7 +537,11 @@ def unexplained_rejection(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         and resp.status != 101
         and is_websocket_attempt(hs.request)
     ):
-        yield Hit(f"the server answered {describe_answer(resp)}", evidence=describe_answer(resp))
+        hint = STATUS_HINTS.get(resp.status)
+        yield Hit(
+            f"the server answered {describe_answer(resp)}" + (f": {hint}" if hint else ""),
+            evidence=describe_answer(resp),
+        )
     elif hs.request is None and hs.transport.client_payload == Payload.OTHER:
         yield Hit("the client's first bytes are neither HTTP nor TLS", evidence="client bytes not HTTP")
 
