@@ -289,3 +289,11 @@ def test_node_engine_io_transport_unknown_is_a_socketio_server() -> None:
     d = diag(make_handshake(make_request(target="/chat"), response=resp, transport=good_transport()))
     assert cause(d) == "wrong-service"
     assert d.cause is not None and "Socket.IO" in d.cause.message
+
+
+def test_unrecognised_status_still_gets_its_meaning() -> None:
+    """The fallback quotes the answer and says what the status means (here 503)."""
+    resp = make_response(503, b"busy", server="gunicorn")
+    d = diag(make_handshake(response=resp))
+    assert cause(d) == "unexplained-rejection"
+    assert d.cause is not None and "overloaded" in d.cause.message
