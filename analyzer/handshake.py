@@ -37,6 +37,7 @@ from analyzer.wsframes import FrameDecoder, negotiated_deflate
 
 SETTLE_NS = 5_000_000_000  # after an answer, capture time we wait for frames/close before reporting
 MAX_ATTEMPTS = 64  # upgrade attempts kept per connection
+NOT_HTTP_KEPT = 4096  # bytes of a non-HTTP direction looked at before its bytes are dropped
 MAX_UNANSWERED = 1024  # pipelined requests awaiting an answer, per connection
 # Plain ints for the per-packet tests: `int & IntFlag` goes through enum's __rand__ (~1 us each)
 _FIN, _SYN, _RST, _ACK = int(TcpFlags.FIN), int(TcpFlags.SYN), int(TcpFlags.RST), int(TcpFlags.ACK)
@@ -86,7 +87,6 @@ class _Side:
     rst: bool = False
     nbytes: int = 0
     payload: Payload = Payload.NONE
-    head_bytes: bytearray = field(default_factory=bytearray)  # first bytes, for TLS sniffing
     mac: str | None = None
     tls: TlsReader | None = None  # this side spoke TLS: its cleartext handshake (analyzer.tls)
     seek_budget: int = 64  # mid-stream pieces we look at for the start of an HTTP message
@@ -214,8 +214,6 @@ class Conversation:
         if side.tls is not None and not side.tls.done:
             side.tls.feed(piece.data, piece.frame)
         side.nbytes += len(piece.data)
-        if len(side.head_bytes) < 4096:
-            side.head_bytes += piece.data[: 4096 - len(side.head_bytes)]
         decoder = self.decoders.get("client" if from_client else "server")
         if decoder is not None:
             self._frames(decoder, piece.data, piece.ts_ns, piece.frame)
@@ -227,7 +225,7 @@ class Conversation:
                 side.payload = Payload.HTTP
         if side.payload is not Payload.HTTP:
             tls_reading = side.tls is not None and not side.tls.done
-            if len(side.head_bytes) >= 4096 and (side.syn or side.seek_budget <= 0) and not tls_reading:
+            if side.nbytes >= NOT_HTTP_KEPT and (side.syn or side.seek_budget <= 0) and not tls_reading:
                 side.stream.discard = True
             return
         for msg in reader.feed(piece.data, piece.ts_ns, piece.frame):
@@ -402,13 +400,11 @@ class Conversation:
         client = self.client or self.a
         server = self._server() if self.client else self.b
         c, s = self.sides[client], self.sides[server]
-        tls_c = tlsinfo.read_records(bytes(c.head_bytes)) if c.payload is Payload.TLS else None
-        tls_s = tlsinfo.read_records(bytes(s.head_bytes)) if s.payload is Payload.TLS else None
-        alert, alert_by = None, None
-        if tls_s and tls_s.alert:
-            alert, alert_by = tls_s.alert, "server"
-        elif tls_c and tls_c.alert:
-            alert, alert_by = tls_c.alert, "client"
+        alert, alert_by = None, None  # the first plaintext alert, the server's before the client's
+        for who, reader in (("server", s.tls), ("client", c.tls)):
+            if reader is not None and reader.alerts:
+                alert, alert_by = reader.alerts[0][:2], who
+                break
         return Transport(
             syn=c.syn,
             syn_ack=s.syn,
@@ -425,10 +421,10 @@ class Conversation:
             last_ns=self.last_ns,
             syn_retries=self.syn_retries,
             gaps=c.stream.gaps + s.stream.gaps,
-            tls_server_hello=bool(tls_s and tls_s.server_hello),
+            tls_server_hello=s.tls is not None and s.tls.server_hello is not None,
             tls_alert=alert,
             tls_alert_by=alert_by,
-            tls_sni=tls_c.sni if tls_c else None,
+            tls_sni=c.tls.client_hello.sni if c.tls is not None and c.tls.client_hello else None,
             tls=tls_details(c.tls, s.tls) if c.tls is not None else None,
         )
 
