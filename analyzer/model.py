@@ -82,8 +82,21 @@ def header_first(headers: tuple[Header, ...], name: str) -> str | None:
     return values[0] if values else None
 
 
+class _HeaderLookup:
+    """Case-insensitive lookups over an HTTP head's `headers`, shared by requests and responses."""
+
+    __slots__ = ()
+    headers: tuple[Header, ...]
+
+    def header(self, name: str) -> str | None:
+        return header_first(self.headers, name)
+
+    def headers_named(self, name: str) -> list[str]:
+        return header_values(self.headers, name)
+
+
 @dataclass(frozen=True, slots=True)
-class HttpRequest:
+class HttpRequest(_HeaderLookup):
     method: str
     target: str
     version: str
@@ -94,15 +107,9 @@ class HttpRequest:
     frames: tuple[int, ...] = ()
     anomalies: tuple[str, ...] = ()
 
-    def header(self, name: str) -> str | None:
-        return header_first(self.headers, name)
-
-    def headers_named(self, name: str) -> list[str]:
-        return header_values(self.headers, name)
-
 
 @dataclass(frozen=True, slots=True)
-class HttpResponse:
+class HttpResponse(_HeaderLookup):
     version: str
     status: int
     reason: str
@@ -112,12 +119,6 @@ class HttpResponse:
     ts_ns: int = 0
     frames: tuple[int, ...] = ()
     anomalies: tuple[str, ...] = ()
-
-    def header(self, name: str) -> str | None:
-        return header_first(self.headers, name)
-
-    def headers_named(self, name: str) -> list[str]:
-        return header_values(self.headers, name)
 
 
 class Opcode(enum.IntEnum):

@@ -56,8 +56,7 @@ def harvest_file(
             Anomaly("interrupted", f"stopped by the user after {summary.packets} packets")
         )
         summary.readable_to_end = False
-        table.flush()
-        raise
+        raise  # after `finally` has flushed what was read
     finally:
         table.flush()
         summary.anomalies.extend(table.harvest.anomalies)
