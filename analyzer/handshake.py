@@ -210,7 +210,7 @@ class Conversation:
                     return
             side.payload = self._classify(piece.data, from_client)
             if side.payload is Payload.TLS:
-                side.tls = TlsReader()
+                side.tls = TlsReader(client=from_client)
         if side.tls is not None and not side.tls.done:
             side.tls.feed(piece.data, piece.frame)
         side.nbytes += len(piece.data)
@@ -224,8 +224,10 @@ class Conversation:
             if reader.starts_message(piece.data):
                 side.payload = Payload.HTTP
         if side.payload is not Payload.HTTP:
-            tls_reading = side.tls is not None and not side.tls.done
-            if side.nbytes >= NOT_HTTP_KEPT and (side.syn or side.seek_budget <= 0) and not tls_reading:
+            if side.tls is not None:
+                if side.tls.done:  # what follows is encrypted: the fast path may skip it
+                    side.stream.discard = True
+            elif side.nbytes >= NOT_HTTP_KEPT and (side.syn or side.seek_budget <= 0):
                 side.stream.discard = True
             return
         for msg in reader.feed(piece.data, piece.ts_ns, piece.frame):

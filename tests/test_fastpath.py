@@ -98,3 +98,27 @@ def test_generated_corpus_same_on_both_paths_and_matches_truth(corpus: Path) -> 
 def test_generated_corpus_same_with_a_tiny_flow_table(corpus: Path) -> None:
     """Evictions and idle expiry (LRU order) happen at the same packets on both paths."""
     assert_same(str(corpus), Limits(max_flows=16, idle_timeout_s=2.0, syn_timeout_s=1.0))
+
+
+def test_tls_downloads_leave_the_slow_path_after_their_first_encrypted_record(
+    corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server's TLS direction holds nothing the rules use once application data starts
+    (`tls.records.APP_RECORDS_READ`): its bulk must bypass segment building, or a capture of
+    HTTPS downloads costs the slow path for every packet of their first records."""
+    from analyzer.pipeline import ConnectionTable
+
+    slow: dict[tuple[str, int], int] = {}
+    feed = ConnectionTable.feed
+
+    def counting(self: ConnectionTable, seg):  # type: ignore[no-untyped-def]
+        if seg.src.port == 443 and seg.payload:
+            key = (seg.dst.ip, seg.dst.port)
+            slow[key] = slow.get(key, 0) + 1
+        return feed(self, seg)
+
+    monkeypatch.setattr(ConnectionTable, "feed", counting)
+    harvest_file(str(corpus), InputSummary(str(corpus)), DEFAULT_LIMITS)
+    assert len(slow) >= 3  # the corpus has TLS downloads at all
+    # one 16 KiB record spans 12 segments of 1448 bytes; reading up to 4 records took ~45
+    assert max(slow.values()) <= 14, slow

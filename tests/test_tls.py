@@ -219,6 +219,20 @@ def test_reader_bounds_and_split_records() -> None:
     assert junk.broken and junk.done
 
 
+def test_reader_stops_where_the_rules_stop_looking() -> None:
+    """A server's direction is done at its first application-data record; a client's at its
+    second (one lone 19-byte record is a TLS 1.3 client's encrypted alert)."""
+    record = b"\x17\x03\x03\x00\x13" + bytes(19)
+    server = TlsReader(client=False)
+    server.feed(record)
+    assert server.done and server.app_records == 1
+    client = TlsReader(client=True)
+    client.feed(record)
+    assert not client.done and client.encrypted_sizes == [19]
+    client.feed(record + record)
+    assert client.done and client.app_records == 2
+
+
 def test_hello_parse_survives_truncation() -> None:
     with pytest.raises(IndexError):
         parse_hello(b"\x03\x03" + b"\x00" * 10, client=True)

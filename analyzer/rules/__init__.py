@@ -34,6 +34,8 @@ from analyzer.rules import ota, request, response, tls, transport, xiaozhi
 from analyzer.rules._facts import (
     AUTH_FAILED_TEXT,
     NO_IDENTITY_TEXT,
+    HandshakeIndex,
+    OtaIndex,
     hs_time,
     is_websocket_attempt,
     is_xiaozhi_request,
@@ -128,10 +130,11 @@ def diagnose(
     """One Diagnosis per handshake, in input order."""
     rules = selected_rules(config)
     xiaozhi_servers = {hs.server for hs in handshakes if _speaks_xiaozhi(hs)}
+    index = OtaIndex(otas)
     out = []
     for hs in handshakes:
         xiaozhi = _xiaozhi_profile(hs, xiaozhi_servers, otas, config)
-        ctx = Context(config, handshakes, otas, xiaozhi, _reference_ns(hs, now_ns))
+        ctx = Context(config, handshakes, otas, xiaozhi, _reference_ns(hs, now_ns), index)
         out.append(diagnose_one(hs, ctx, rules))
     return out
 
@@ -141,9 +144,10 @@ def diagnose_otas(
 ) -> list[OtaDiagnosis]:
     """One OtaDiagnosis per OTA exchange, in input order (empty findings for a good one)."""
     codes = {r.code for r in selected_rules(config)}
+    index = HandshakeIndex(handshakes)
     out = []
     for exchange in otas:
-        findings = tuple(f for f in ota.ota_findings(exchange, handshakes) if f.code in codes)
+        findings = tuple(f for f in ota.ota_findings(exchange, index) if f.code in codes)
         errors = [f for f in findings if f.severity == Severity.ERROR]
         out.append(OtaDiagnosis(exchange, findings, errors[0] if errors else None))
     return out

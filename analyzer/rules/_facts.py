@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -439,18 +440,46 @@ def ota_time(ota: OtaExchange) -> int:
     return ota.request.ts_ns
 
 
-def ota_for(hs: Handshake, otas: tuple[OtaExchange, ...] | list[OtaExchange]) -> OtaExchange | None:
+class OtaIndex:
+    """A capture's OTA exchanges with what `ota_for` matches on, worked out once: it is asked for
+    every handshake, and a fleet capture has hundreds of each."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, otas: Sequence[OtaExchange]) -> None:
+        self.rows = [
+            (ota_time(o), (o.request.header("device-id") or "").strip().lower() or None, o.client.ip, o)
+            for o in otas
+        ]
+
+
+class HandshakeIndex:
+    """A capture's handshakes in time order with the device each one named, for `next_handshake`
+    (asked for every OTA exchange)."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, handshakes: Sequence[Handshake]) -> None:
+        rows = []
+        for hs in handshakes:
+            dev = identity(hs.request).device_id if hs.request is not None else None
+            rows.append((hs_time(hs), dev.lower() if dev is not None else None, hs.client.ip, hs))
+        self.rows = sorted(rows, key=lambda row: row[0])
+
+
+def ota_for(hs: Handshake, otas: OtaIndex) -> OtaExchange | None:
     """The last OTA exchange of the same device (Device-Id, else client IP) before this handshake."""
     device = identity(hs.request).device_id if hs.request is not None else None
+    device = device.lower() if device is not None else None
     start = hs_time(hs)
     best: OtaExchange | None = None
-    for ota in otas:
-        if start and ota_time(ota) and ota_time(ota) > start:
+    best_ts = 0
+    for ts, ota_dev, ip, ota in otas.rows:
+        if start and ts and ts > start:
             continue
-        ota_dev = ota.request.header("device-id")
-        same = (device is not None and ota_dev is not None and ota_dev.strip().lower() == device.lower()) or (
-            (device is None or ota_dev is None) and ota.client.ip == hs.client.ip
+        same = (device is not None and ota_dev is not None and ota_dev == device) or (
+            (device is None or ota_dev is None) and ip == hs.client.ip
         )
-        if same and (best is None or ota_time(ota) >= ota_time(best)):
-            best = ota
+        if same and (best is None or ts >= best_ts):
+            best, best_ts = ota, ts
     return best

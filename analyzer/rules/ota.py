@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from analyzer.model import Finding, Handshake, OtaExchange, Outcome, Severity
 from analyzer.rules._facts import (
+    HandshakeIndex,
     describe_answer,
-    hs_time,
-    identity,
     json_body,
     ota_for,
     ota_time,
@@ -80,7 +79,7 @@ def unreachable_reason(host: str, device_ip: str) -> str | None:
 
 
 def _ota_url(hs: Handshake, ctx: Context) -> tuple[OtaExchange, WsUrl] | None:
-    ota = ota_for(hs, list(ctx.otas))
+    ota = ota_for(hs, ctx.ota_lookup)
     ws = ota_websocket(ota) if ota is not None else None
     url = parse_ws_url(ws.get("url")) if ws is not None else None
     return (ota, url) if ota is not None and url is not None else None
@@ -210,14 +209,15 @@ def ota_url_mismatch(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     )
 
 
-def next_handshake(ota: OtaExchange, handshakes: Sequence[Handshake]) -> Handshake | None:
+def next_handshake(ota: OtaExchange, handshakes: HandshakeIndex) -> Handshake | None:
     """The first handshake after `ota` from the same device (Device-Id, else client IP)."""
     dev = (ota.request.header("device-id") or "").strip().lower()
-    later = [hs for hs in handshakes if not ota_time(ota) or not hs_time(hs) or hs_time(hs) >= ota_time(ota)]
-    for hs in sorted(later, key=hs_time):
-        hs_dev = identity(hs.request).device_id if hs.request is not None else None
-        if (dev and hs_dev is not None and hs_dev.lower() == dev) or (
-            (not dev or hs_dev is None) and hs.client.ip == ota.client.ip
+    start = ota_time(ota)
+    for ts, hs_dev, ip, hs in handshakes.rows:
+        if start and ts and ts < start:
+            continue
+        if (dev and hs_dev is not None and hs_dev == dev) or (
+            (not dev or hs_dev is None) and ip == ota.client.ip
         ):
             return hs
     return None
@@ -229,7 +229,7 @@ def _ota_host(ota: OtaExchange) -> str:
     return name or ota.server.ip
 
 
-def _ota_url_hits(ota: OtaExchange, handshakes: Sequence[Handshake]) -> Iterator[tuple[Rule, Hit]]:
+def _ota_url_hits(ota: OtaExchange, handshakes: HandshakeIndex) -> Iterator[tuple[Rule, Hit]]:
     ws = ota_websocket(ota)
     url = parse_ws_url(ws.get("url")) if ws is not None else None
     if url is None:
@@ -304,7 +304,7 @@ def _ota_request_hits(ota: OtaExchange) -> Iterator[tuple[Rule, Hit]]:
         )
 
 
-def ota_findings(ota: OtaExchange, handshakes: Sequence[Handshake]) -> tuple[Finding, ...]:
+def ota_findings(ota: OtaExchange, handshakes: HandshakeIndex) -> tuple[Finding, ...]:
     """Findings on an OTA exchange itself (reported even when no WebSocket attempt followed)."""
     hits = [*_ota_request_hits(ota), *_ota_url_hits(ota, handshakes)]
     return tuple(sorted((r.finding(h) for r, h in hits), key=sort_key))

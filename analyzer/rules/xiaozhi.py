@@ -377,7 +377,7 @@ def malformed_client_id(hs: Handshake, ctx: Context) -> Iterator[Hit]:
 
 
 def _ota_note(hs: Handshake, ctx: Context) -> str:
-    ota = ota_for(hs, list(ctx.otas))
+    ota = ota_for(hs, ctx.ota_lookup)
     ws = ota_websocket(ota) if ota is not None else None
     if ota is None or ws is None:
         return ""

@@ -17,6 +17,11 @@ MAX_RECORD = 18_432 + 256  # RFC 8446 §5.2 ciphertext limit plus slack for odd 
 MAX_HANDSHAKE = 128 * 1024  # one handshake message (a certificate chain) kept at most
 MAX_CERTS = 10
 ENCRYPTED_SIZES_KEPT = 4
+# Application-data records a direction is read up to. The client's second one tells a TLS 1.3
+# client that sent only an encrypted alert (one 19-byte record) from one that went on; a server's
+# first one means its handshake is over: all it sends after is encrypted and of no use to the
+# rules. Reading further would push every packet of a TLS download through the slow path.
+APP_RECORDS_READ = {True: 2, False: 1}  # keyed by "is the client's direction"
 
 VERSIONS = {0x0300: "SSL 3.0", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3"}
 
@@ -46,6 +51,7 @@ class Hello:
 class TlsReader:
     """Reads records of one direction; `done` once nothing more of interest can come."""
 
+    client: bool = True  # the client's direction (or the server's): see APP_RECORDS_READ
     client_hello: Hello | None = None
     server_hello: Hello | None = None
     certificates: list[bytes] = field(default_factory=list)
@@ -61,7 +67,7 @@ class TlsReader:
 
     @property
     def done(self) -> bool:
-        return self.broken or self.app_records >= ENCRYPTED_SIZES_KEPT
+        return self.broken or self.app_records >= APP_RECORDS_READ[self.client]
 
     def feed(self, data: bytes, frame: int = 0) -> None:
         if self.done:
