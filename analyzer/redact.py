@@ -112,6 +112,28 @@ def body_secrets(body: bytes) -> list[str]:
     return found
 
 
+def _mask_ascii(text: str, lowered: tuple[str, ...]) -> str:
+    """What `re.sub` of the case-insensitive alternation of `lowered` (longest first) would
+    give on ASCII `text`: the leftmost match wins, the longest of those starting there."""
+    low = text.lower()
+    out: list[str] = []
+    pos = 0
+    while True:
+        best, size = -1, 0
+        for lit in lowered:
+            at = low.find(lit, pos)
+            if at != -1 and (best == -1 or at < best):
+                best, size = at, len(lit)
+        if best == -1:
+            break
+        out += (text[pos:best], mask(text[best : best + size]))
+        pos = best + size
+    if not out:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
+
+
 class Redactor:
     """Built from the traffic of one report; `apply` masks every known secret in any string."""
 
@@ -119,7 +141,12 @@ class Redactor:
         self.enabled = enabled
         lits = sorted({s for s in literals if len(s) >= MIN_LITERAL}, key=len, reverse=True)
         # case-insensitive: rules quote some values lower-cased (a subprotocol list, a Device-Id)
-        self._literals = re.compile("|".join(re.escape(s) for s in lits), re.IGNORECASE) if lits else None
+        self._pattern = "|".join(re.escape(s) for s in lits)
+        self._literals: re.Pattern[str] | None = None  # compiled on first non-ASCII need
+        # ASCII text against ASCII secrets (nearly always) is masked by plain searches: a report
+        # builds a Redactor per handshake, and compiling each one's alternation cost more than
+        # all the masking (0.2 s of 0.5 s for 400 handshakes)
+        self._ascii = tuple(dict.fromkeys(s.lower() for s in lits)) if all(s.isascii() for s in lits) else None
 
     @classmethod
     def for_traffic(
@@ -151,8 +178,13 @@ class Redactor:
     def apply(self, text: str) -> str:
         if not self.enabled or not text:
             return text
-        if self._literals is not None:
-            text = self._literals.sub(lambda m: mask(m.group(0)), text)
+        if self._pattern:
+            if self._ascii is not None and text.isascii():
+                text = _mask_ascii(text, self._ascii)
+            else:
+                if self._literals is None:
+                    self._literals = re.compile(self._pattern, re.IGNORECASE)
+                text = self._literals.sub(lambda m: mask(m.group(0)), text)
         return SHAPES.sub(lambda m: mask(m.group(0)), text)
 
     def tree(self, node: object) -> object:

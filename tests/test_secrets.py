@@ -13,6 +13,8 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analyzer.model import Endpoint, Segment
 from tests.pcapwrite import ANSWER_101, pcap_bytes
@@ -298,3 +300,39 @@ def test_write_file_is_the_raw_capture_and_private(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     assert raw[40:200] in path.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["session.pcapng"]
+
+
+# ---- the literal masker ------------------------------------------------------------------------
+
+_ALPHABET = "aAbB.-_ ~xX"
+
+
+@given(
+    secrets=st.lists(st.text(alphabet=_ALPHABET, min_size=4, max_size=8), max_size=4),
+    data=st.data(),
+)
+@settings(max_examples=400, deadline=None)
+def test_ascii_masking_is_the_regex_masking(secrets: list[str], data: st.DataObject) -> None:
+    """The plain-search masker for ASCII text gives what the case-insensitive alternation
+    (longest first) gives, overlapping and differently cased secrets included."""
+    import re
+
+    from analyzer.redact import Redactor, mask
+
+    secrets += [x[: data.draw(st.integers(4, len(x)))] for x in secrets[:2]]  # prefixes of each other
+    # the text is made of the secrets (other letter cases too), parts of them and filler
+    pieces = st.sampled_from([*secrets, *(x.swapcase() for x in secrets), *(x[:-1] for x in secrets)])
+    parts = data.draw(st.lists(pieces | st.text(alphabet=_ALPHABET, max_size=3), max_size=6)) if secrets else []
+    text = "".join(parts)
+    lits = sorted(set(secrets), key=len, reverse=True)
+    expected = text
+    if lits:
+        pattern = re.compile("|".join(re.escape(s) for s in lits), re.IGNORECASE)
+        expected = pattern.sub(lambda m: mask(m.group(0)), text)
+    assert Redactor(secrets).apply(text) == expected
+
+
+def test_non_ascii_text_is_masked_case_insensitively_too() -> None:
+    from analyzer.redact import Redactor
+
+    assert "sEcReT-42" not in Redactor(["secret-42"]).apply("é sEcReT-42 ß")
