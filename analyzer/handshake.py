@@ -37,7 +37,6 @@ from analyzer.wsframes import FrameDecoder, negotiated_deflate
 
 SETTLE_NS = 5_000_000_000  # after an answer, capture time we wait for frames/close before reporting
 MAX_ATTEMPTS = 64  # upgrade attempts kept per connection
-NOT_HTTP_KEPT = 4096  # bytes of a non-HTTP direction looked at before its bytes are dropped
 MAX_UNANSWERED = 1024  # pipelined requests awaiting an answer, per connection
 # Plain ints for the per-packet tests: `int & IntFlag` goes through enum's __rand__ (~1 us each)
 _FIN, _SYN, _RST, _ACK = int(TcpFlags.FIN), int(TcpFlags.SYN), int(TcpFlags.RST), int(TcpFlags.ACK)
@@ -227,7 +226,7 @@ class Conversation:
             if side.tls is not None:
                 if side.tls.done:  # what follows is encrypted: the fast path may skip it
                     side.stream.discard = True
-            elif side.nbytes >= NOT_HTTP_KEPT and (side.syn or side.seek_budget <= 0):
+            elif side.syn or side.seek_budget <= 0:  # nothing here will ever be HTTP
                 side.stream.discard = True
             return
         for msg in reader.feed(piece.data, piece.ts_ns, piece.frame):

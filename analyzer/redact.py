@@ -146,7 +146,8 @@ class Redactor:
         # ASCII text against ASCII secrets (nearly always) is masked by plain searches: a report
         # builds a Redactor per handshake, and compiling each one's alternation cost more than
         # all the masking (0.2 s of 0.5 s for 400 handshakes)
-        self._ascii = tuple(dict.fromkeys(s.lower() for s in lits)) if all(s.isascii() for s in lits) else None
+        ascii_only = all(s.isascii() for s in lits)
+        self._ascii = tuple(dict.fromkeys(s.lower() for s in lits)) if ascii_only else None
 
     @classmethod
     def for_traffic(

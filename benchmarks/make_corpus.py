@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 # ruff: noqa
 # Copied from ../shared/bench/make_corpus.py (the shared benchmark corpus generator of this
-# project, standard library only), unchanged apart from this note, so that benchmarks/bench.py and
-# tests/test_fastpath.py can make the same seeded corpora from inside the repository.
+# project, standard library only), so that benchmarks/bench.py and tests/test_fastpath.py can make
+# the same seeded corpora from inside the repository. One change: client ports are unique per
+# client address, not across the capture (`eph`), so that corpora beyond ~1.6 GB can be made (the
+# random draws then differ from the shared generator's at the first port collision, so the same
+# seed and size make a different, equally valid corpus).
 """Deterministic benchmark capture generator (pcap or pcapng, Ethernet/IPv4).
 
 Writes a capture of roughly --size-mb megabytes (10^6 bytes) in which most
@@ -494,11 +497,13 @@ def main(argv=None):
                     gw_mac, rng) for _ in range(200)]
     used_ports = set()
 
-    def eph():
+    def eph(cli):
+        # unique per client address (a 4-tuple is what must not repeat): ports unique across the
+        # whole capture ran out at ~28,000 flows and looped forever beyond ~1.6 GB
         while True:
             p = rng.randrange(32768, 61000)
-            if p not in used_ports:
-                used_ports.add(p)
+            if (cli.ip, p) not in used_ports:
+                used_ports.add((cli.ip, p))
                 return p
 
     def l2(src, dst):
@@ -512,7 +517,7 @@ def main(argv=None):
         cli = rng.choice(clients)
         srv = lan_srv if rng.random() < 0.8 else lan_srv2
         sport = rng.choice(WS_PORTS)
-        cport = eph()
+        cport = eph(cli)
         key = base64.b64encode(rng.randbytes(16)).decode()
         dev = mac_str(cli.mac) if rng.random() < 0.9 else mac_str(rand_mac(rng, rng.choice(ESP_OUIS)))
         cid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
@@ -579,7 +584,7 @@ def main(argv=None):
         http_truth["requests"] += 1
         resp = ("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
                 % len(rb)).encode() + rb
-        conn = TcpConn(rng, cli, srv, eph(), sport, rng.random() < 0.5, l2(cli, srv), l2(srv, cli))
+        conn = TcpConn(rng, cli, srv, eph(cli), sport, rng.random() < 0.5, l2(cli, srv), l2(srv, cli))
         gens.append(http_plain_flow(random.Random(rng.getrandbits(64)), conn, rng.uniform(0, D - 5), parts, resp, i))
         hs_bytes_est += 2500
 
@@ -601,7 +606,7 @@ def main(argv=None):
         srv = rng.choice(remotes)
         tls = rng.random() < 0.5
         sport = 443 if tls else rng.choice([5001, 9443, 8888, 6881, 50000 + rng.randrange(10000)])
-        conn = TcpConn(rng, cli, srv, eph(), sport, rng.random() < 0.7, l2(cli, srv), l2(srv, cli))
+        conn = TcpConn(rng, cli, srv, eph(cli), sport, rng.random() < 0.7, l2(cli, srv), l2(srv, cli))
         rate = rng.uniform(50e3, 2e6)
         dur = nb / rate
         t0 = rng.uniform(0, max(1.0, D - dur))
@@ -610,14 +615,14 @@ def main(argv=None):
     for nb in split_budget(b_audio / 1.2, n_audio, 2.0):
         cli = rng.choice(clients)
         srv = rng.choice(remotes)
-        conn = TcpConn(rng, cli, srv, eph(), rng.randrange(7000, 8000), rng.random() < 0.3, l2(cli, srv), l2(srv, cli))
+        conn = TcpConn(rng, cli, srv, eph(cli), rng.randrange(7000, 8000), rng.random() < 0.3, l2(cli, srv), l2(srv, cli))
         dur = nb / 32000.0
         t0 = rng.uniform(0, max(1.0, D - dur))
         gens.append(audio_flow(random.Random(rng.getrandbits(64)), pool, conn, t0, int(nb)))
     # --- mid-stream websocket audio on 8000
     for nb in split_budget(b_mid / 1.45, n_mid, 2.0):
         cli = rng.choice(clients)
-        conn = TcpConn(rng, cli, lan_srv, eph(), 8000, rng.random() < 0.5, l2(cli, lan_srv), l2(lan_srv, cli))
+        conn = TcpConn(rng, cli, lan_srv, eph(cli), 8000, rng.random() < 0.5, l2(cli, lan_srv), l2(lan_srv, cli))
         dur = nb / (170 / 0.06)
         t0 = rng.uniform(0, max(1.0, D - dur))
         gens.append(midstream_ws_flow(random.Random(rng.getrandbits(64)), pool, conn, t0, int(nb)))

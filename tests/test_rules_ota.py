@@ -124,3 +124,31 @@ def test_ota_ignore_applies() -> None:
     """--ignore drops OTA findings too."""
     ota = make_ota(url="ws://xiaozhi.server.com:8000/xiaozhi/v1/")
     assert diagnose_otas([ota], [], Config(ignore=("WS4",)))[0].findings == ()
+
+
+def test_devices_behind_one_address_get_their_own_ota_answer() -> None:
+    """Many devices behind one NAT address: each handshake is matched with its own device's
+    last OTA answer (by Device-Id), never a neighbour's; one without Device-Id falls back on
+    the address. The lookups are indexed (`rules._facts.OtaIndex`), so this pins their rule."""
+    from factories import DEVICE, make_request
+
+    from analyzer.rules._facts import HandshakeIndex, OtaIndex, ota_for
+    from analyzer.rules.ota import next_handshake
+
+    other = "aa:bb:cc:dd:ee:01"
+    mine = make_ota(url="ws://192.168.1.10:8000/xiaozhi/v1/", ts_ns=T0 - 9_000_000_000)
+    neighbour = make_ota(url="ws://10.9.9.9:9000/x/", device=other, ts_ns=T0 - 1_000_000_000)
+    later = make_ota(url="ws://10.8.8.8:9000/y/", ts_ns=T0 + 1_000_000_000)
+    index = OtaIndex([mine, neighbour, later])
+    hs = make_handshake()
+    assert ota_for(hs, index) is mine
+    assert ota_for(make_handshake(make_request(set_headers={"Device-Id": DEVICE.upper()})), index) is mine
+    anonymous = make_handshake(make_request(set_headers={"Device-Id": None}))
+    assert ota_for(anonymous, index) is neighbour  # no Device-Id: the latest answer to that address
+    assert diag(hs, otas=[mine, neighbour, later]).findings == ()
+
+    theirs = make_handshake(make_request(set_headers={"Device-Id": other}), tcp_stream=5)
+    handshakes = HandshakeIndex([theirs, hs])
+    assert next_handshake(mine, handshakes) is hs
+    assert next_handshake(neighbour, handshakes) is theirs
+    assert next_handshake(later, handshakes) is None

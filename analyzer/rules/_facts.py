@@ -440,46 +440,70 @@ def ota_time(ota: OtaExchange) -> int:
     return ota.request.ts_ns
 
 
-class OtaIndex:
-    """A capture's OTA exchanges with what `ota_for` matches on, worked out once: it is asked for
-    every handshake, and a fleet capture has hundreds of each."""
+_Row = tuple[int, str | None, str, Any]  # (capture time, lower-cased device id, client IP, item)
 
-    __slots__ = ("rows",)
+
+class _DeviceIndex:
+    """Rows of (time, device, client IP, item) and, per device and per IP, where they are, so that
+    "the same device (Device-Id, else client IP)" is a lookup: a fleet capture has hundreds of
+    handshakes and OTA exchanges, and matching each against all of the others is quadratic."""
+
+    __slots__ = ("_by_device", "_by_ip", "rows")
+
+    def __init__(self, rows: list[_Row]) -> None:
+        self.rows = rows
+        self._by_device: dict[str, list[int]] = {}
+        self._by_ip: dict[str, list[int]] = {}
+        for i, (_ts, dev, ip, _item) in enumerate(rows):
+            if dev:
+                self._by_device.setdefault(dev, []).append(i)
+            self._by_ip.setdefault(ip, []).append(i)
+
+    def same_device(self, device: str | None, ip: str) -> list[_Row]:
+        """Rows of `device` if both name one, else of the same client IP; in row order."""
+        found = set(self._by_device.get(device, ())) if device else set()
+        found.update(i for i in self._by_ip.get(ip, ()) if not device or not self.rows[i][1])
+        return [self.rows[i] for i in sorted(found)]
+
+
+class OtaIndex(_DeviceIndex):
+    """A capture's OTA exchanges, keyed once for `ota_for` and by the token each one handed out."""
+
+    __slots__ = ("by_token",)
 
     def __init__(self, otas: Sequence[OtaExchange]) -> None:
-        self.rows = [
-            (ota_time(o), (o.request.header("device-id") or "").strip().lower() or None, o.client.ip, o)
-            for o in otas
-        ]
+        devices = [(o.request.header("device-id") or "").strip().lower() for o in otas]
+        super().__init__([(ota_time(o), dev, o.client.ip, o) for o, dev in zip(otas, devices, strict=True)])
+        self.by_token: dict[str, list[OtaExchange]] = {}
+        for o in otas:
+            ws = ota_websocket(o)
+            token = ws.get("token") if ws is not None else None
+            if isinstance(token, str):
+                self.by_token.setdefault(token, []).append(o)
 
 
-class HandshakeIndex:
-    """A capture's handshakes in time order with the device each one named, for `next_handshake`
-    (asked for every OTA exchange)."""
+class HandshakeIndex(_DeviceIndex):
+    """A capture's handshakes in time order, keyed once for `next_handshake`."""
 
-    __slots__ = ("rows",)
+    __slots__ = ()
 
     def __init__(self, handshakes: Sequence[Handshake]) -> None:
-        rows = []
+        rows: list[_Row] = []
         for hs in handshakes:
             dev = identity(hs.request).device_id if hs.request is not None else None
-            rows.append((hs_time(hs), dev.lower() if dev is not None else None, hs.client.ip, hs))
-        self.rows = sorted(rows, key=lambda row: row[0])
+            rows.append((hs_time(hs), (dev or "").lower(), hs.client.ip, hs))
+        super().__init__(sorted(rows, key=lambda row: row[0]))
 
 
 def ota_for(hs: Handshake, otas: OtaIndex) -> OtaExchange | None:
     """The last OTA exchange of the same device (Device-Id, else client IP) before this handshake."""
     device = identity(hs.request).device_id if hs.request is not None else None
-    device = device.lower() if device is not None else None
     start = hs_time(hs)
     best: OtaExchange | None = None
     best_ts = 0
-    for ts, ota_dev, ip, ota in otas.rows:
+    for ts, _dev, _ip, ota in otas.same_device((device or "").lower(), hs.client.ip):
         if start and ts and ts > start:
             continue
-        same = (device is not None and ota_dev is not None and ota_dev == device) or (
-            (device is None or ota_dev is None) and ip == hs.client.ip
-        )
-        if same and (best is None or ts >= best_ts):
+        if best is None or ts >= best_ts:
             best, best_ts = ota, ts
     return best

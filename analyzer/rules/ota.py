@@ -213,12 +213,8 @@ def next_handshake(ota: OtaExchange, handshakes: HandshakeIndex) -> Handshake | 
     """The first handshake after `ota` from the same device (Device-Id, else client IP)."""
     dev = (ota.request.header("device-id") or "").strip().lower()
     start = ota_time(ota)
-    for ts, hs_dev, ip, hs in handshakes.rows:
-        if start and ts and ts < start:
-            continue
-        if (dev and hs_dev is not None and hs_dev == dev) or (
-            (not dev or hs_dev is None) and ip == ota.client.ip
-        ):
+    for ts, _dev, _ip, hs in handshakes.same_device(dev, ota.client.ip):
+        if not (start and ts and ts < start):
             return hs
     return None
 

@@ -693,10 +693,7 @@ def token_bound_to_other_device(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     token = bearer_token(ident.authorization)
     if token is None or ident.device_id is None:
         return
-    for ota in ctx.otas:
-        ws = ota_websocket(ota)
-        if ws is None or ws.get("token") != token:
-            continue
+    for ota in ctx.ota_lookup.by_token.get(token, ()):
         ota_dev = ota.request.header("device-id") or ""
         ota_client = ota.request.header("client-id") or ota_dev
         if (ota_dev, ota_client) != (ident.device_id, ident.client_id or "None"):
