@@ -33,11 +33,14 @@ from analyzer.tcp import Piece, StreamReassembler
 from analyzer.tls.records import TlsReader
 from analyzer.tls.session import details as tls_details
 from analyzer.tls.session import handshake_failed as tls_handshake_failed
-from analyzer.wsframes import FrameDecoder, negotiated_deflate
+from analyzer.wsframes import FrameDecoder, is_frame_run, negotiated_deflate
 
 SETTLE_NS = 5_000_000_000  # after an answer, capture time we wait for frames/close before reporting
 MAX_ATTEMPTS = 64  # upgrade attempts kept per connection
 MAX_UNANSWERED = 1024  # pipelined requests awaiting an answer, per connection
+# Whole-WebSocket-frame pieces after which a direction captured mid-session stops being searched
+# for an HTTP head (random bytes pass `is_frame_run` about once in thousands of pieces)
+MIDSTREAM_FRAME_RUNS = 2
 # Plain ints for the per-packet tests: `int & IntFlag` goes through enum's __rand__ (~1 us each)
 _FIN, _SYN, _RST, _ACK = int(TcpFlags.FIN), int(TcpFlags.SYN), int(TcpFlags.RST), int(TcpFlags.ACK)
 
@@ -89,6 +92,7 @@ class _Side:
     mac: str | None = None
     tls: TlsReader | None = None  # this side spoke TLS: its cleartext handshake (analyzer.tls)
     seek_budget: int = 64  # mid-stream pieces we look at for the start of an HTTP message
+    frame_runs: int = 0  # mid-stream pieces that were whole WebSocket frames
     undecided: bytearray = field(default_factory=bytearray)  # first bytes, too few to classify yet
     undecided_at: Piece | None = None  # the piece that brought the first of them
 
@@ -222,6 +226,10 @@ class Conversation:
             side.seek_budget -= 1  # captured mid-stream: a later segment may start a message
             if reader.starts_message(piece.data):
                 side.payload = Payload.HTTP
+            elif is_frame_run(piece.data, masked=from_client):
+                side.frame_runs += 1
+                if side.frame_runs >= MIDSTREAM_FRAME_RUNS:  # a WebSocket session: never HTTP again
+                    side.seek_budget = 0
         if side.payload is not Payload.HTTP:
             if side.tls is not None:
                 if side.tls.done:  # what follows is encrypted: the fast path may skip it

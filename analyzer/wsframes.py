@@ -428,3 +428,29 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def is_frame_run(data: bytes, masked: bool) -> bool:
+    """Whether `data` is one or more whole WebSocket frames, masked as `masked` says, ending
+    exactly at its end. A connection captured mid-session whose segments read like this carries
+    WebSocket frames, so no HTTP head will ever start in it; random bytes almost never do (a
+    valid opcode, clear RSV2/RSV3, the right mask bit and lengths that add up to the segment)."""
+    pos, end = 0, len(data)
+    while pos < end:
+        if end - pos < 2:
+            return False
+        b0, b1 = data[pos], data[pos + 1]
+        opcode = b0 & 0x0F
+        if b0 & 0x30 or opcode not in _KNOWN_OPCODES or bool(b1 & 0x80) != masked:
+            return False
+        length, pos = b1 & 0x7F, pos + 2
+        if opcode >= Opcode.CLOSE and (not b0 & 0x80 or length > 125):
+            return False
+        if length >= 126:
+            size = 2 if length == 126 else 8
+            if end - pos < size:
+                return False
+            length = int.from_bytes(data[pos : pos + size], "big")
+            pos += size
+        pos += length + (4 if masked else 0)
+    return pos == end > 0

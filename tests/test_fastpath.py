@@ -122,3 +122,32 @@ def test_tls_downloads_leave_the_slow_path_after_their_first_encrypted_record(
     assert len(slow) >= 3  # the corpus has TLS downloads at all
     # one 16 KiB record spans 12 segments of 1448 bytes; reading up to 4 records took ~45
     assert max(slow.values()) <= 14, slow
+
+
+def test_websocket_sessions_captured_midway_leave_the_slow_path(
+    corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The corpus's port-8000 audio sessions began before the capture: their directions are
+    searched for an HTTP head only until two segments read as whole WebSocket frames
+    (`handshake.MIDSTREAM_FRAME_RUNS`), not for the whole 64-piece budget."""
+    from analyzer.pipeline import ConnectionTable
+
+    slow: dict[tuple[str, int], int] = {}
+    syn: set[tuple[str, int]] = set()
+    feed = ConnectionTable.feed
+
+    def counting(self: ConnectionTable, seg):  # type: ignore[no-untyped-def]
+        client = seg.src if seg.dst.port == 8000 else seg.dst
+        key = (client.ip, client.port)
+        if seg.flags & 0x02:
+            syn.add(key)
+        elif seg.payload and 8000 in (seg.src.port, seg.dst.port) and key not in syn:
+            slow[key] = slow.get(key, 0) + 1
+        return feed(self, seg)
+
+    monkeypatch.setattr(ConnectionTable, "feed", counting)
+    harvest_file(str(corpus), InputSummary(str(corpus)), DEFAULT_LIMITS)
+    assert len(slow) >= 2  # the corpus has mid-session flows at all
+    # both directions: the first piece classifies, two frame runs end the search (+ slack for
+    # pieces that were not whole frames); the old 64-piece search took ~130
+    assert max(slow.values()) <= 12, slow

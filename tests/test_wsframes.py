@@ -490,3 +490,36 @@ def test_garbage_and_mutations_stay_bounded(
     for f in frames:
         assert len(f.payload) <= limits.max_frame_payload
         assert f.truncated or f.inflated or len(f.payload) == f.length or "inflate-failed" in f.anomalies
+
+
+# -- recognising frames mid-session ------------------------------------------------------------
+
+
+def _serialized(opcode: WsOp, payload: bytes, masked: bool) -> bytes:
+    return Frame(opcode, payload).serialize(mask=masked, extensions=None)
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_frame_runs_made_by_websockets_are_recognised(masked: bool) -> None:
+    from analyzer.wsframes import is_frame_run
+
+    sizes = (0, 1, 125, 126, 65535, 65536)  # every length form at its edges
+    run = b"".join(_serialized(WsOp.BINARY, bytes(n), masked) for n in sizes)
+    run += _serialized(WsOp.PING, b"p", masked) + _serialized(WsOp.TEXT, b"{}", masked)
+    assert is_frame_run(run, masked)
+    assert not is_frame_run(run, not masked)  # a client's frames are masked, a server's are not
+    assert not is_frame_run(run[:-1], masked) and not is_frame_run(run + b"\x82", masked)
+    assert not is_frame_run(b"", masked)
+
+
+def test_http_and_random_bytes_are_not_frame_runs() -> None:
+    import random
+
+    from analyzer.wsframes import is_frame_run
+
+    assert not is_frame_run(b"GET /xiaozhi/v1/ HTTP/1.1\r\nHost: x\r\n\r\n", True)
+    assert not is_frame_run(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", False)
+    rng = random.Random(7)
+    pieces = [rng.randbytes(rng.randrange(1, 1461)) for _ in range(20_000)]
+    hits = sum(is_frame_run(p, masked) for p in pieces for masked in (True, False))
+    assert hits < 40  # < 0.1 %: two such pieces are needed before a direction stops being searched
