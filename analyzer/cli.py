@@ -120,7 +120,9 @@ def write_report(reports: list[Any], fmt: Format, show_secrets: bool, color: Col
         out.write(json_text(doc, indent=indent) + "\n")  # C1/bidi/U+2028 escaped: safe to `cat`
     elif fmt is Format.jsonl:
         for h in doc["handshakes"]:
-            out.write(json_text(h) + "\n")
+            out.write(json_text({"kind": "handshake", **h}) + "\n")
+        for o in doc["ota"]:
+            out.write(json_text({"kind": "ota", **o}) + "\n")
     else:
         use_color = {Color.always: True, Color.never: False}.get(color)
         if use_color is None and os.environ.get("NO_COLOR"):

@@ -409,7 +409,7 @@ def run_live(
 
     out = Output(fmt, color, verbose)
     session = LiveSession(
-        f"live:{interface}", config, limits, out.handshake, tuple(ports), esp32, show_secrets
+        f"live:{interface}", config, limits, out.emit, tuple(ports), esp32, show_secrets
     )
     out.session = session
     stop = Stop()
@@ -518,17 +518,21 @@ class Output:
         if self._live is not None:
             self._live.refresh()
 
-    def handshake(self, h: dict[str, Any]) -> None:
-        self.index += 1
+    def emit(self, obj: dict[str, Any]) -> None:
+        """A handshake or an OTA exchange (`kind`), as soon as the session has diagnosed it."""
         if self.fmt is LiveFormat.jsonl:
             from analyzer.textsafe import json_text
 
-            sys.stdout.write(json_text(h) + "\n")  # C1/bidi/U+2028 escaped: one line, safe to `cat`
+            sys.stdout.write(json_text(obj) + "\n")  # C1/bidi/U+2028 escaped: one line, safe to `cat`
             sys.stdout.flush()
             return
-        from analyzer.report.terminal import render_handshake
+        from analyzer.report.terminal import render_handshake, render_ota
 
-        render_handshake(h, self.index, self.console, self.verbose)
+        if obj["kind"] == "ota":
+            render_ota(obj, self.console, self.verbose)
+        else:
+            self.index += 1
+            render_handshake(obj, self.index, self.console, self.verbose)
         self.console.file.flush()
         self.tick()
 

@@ -63,7 +63,7 @@ def test_stdin_and_gzip_stream_like_a_file() -> None:
 def test_jsonl_is_one_handshake_object_per_line() -> None:
     proc = wsdiag("analyze", str(AUTH_FAILED), str(GOOD), "-f", "jsonl")
     rows = [json.loads(line) for line in proc.stdout.decode().splitlines()]
-    assert len(rows) == 2
+    assert len(rows) == 2 and {r["kind"] for r in rows} == {"handshake"}
     assert {r["outcome"] for r in rows} == {"upgraded"}
     assert [r["cause"]["name"] if r["cause"] else None for r in rows] == ["missing-token", None]
 

@@ -406,6 +406,65 @@ def test_count_stops_and_jsonl(lo_server: int, tmp_path: Path) -> None:
         assert json.loads(line)["input"] == "live:lo"
 
 
+OTA_SERVERS = ROOT / "captures" / "record" / "servers.py"
+
+
+def test_ota_checks_are_printed_as_they_finish(tmp_path: Path) -> None:
+    """A device's OTA check-in is its own block in live text output and a `"kind": "ota"` line in
+    JSONL, with the verdict `analyze` gives on the same packets: here the OTA server hands out
+    0.0.0.0, a bind address no device can connect to."""
+    if os.geteuid() != 0:
+        pytest.skip("live capture tests need root (CI runs as root)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = start(
+        [sys.executable, str(OTA_SERVERS), "ota", "--port", str(port), "--ws-url", "ws://0.0.0.0:8000/xiaozhi/v1/"],
+        tmp_path / "ota.out",
+        tmp_path / "ota.err",
+    )
+    common = ["live", "-i", "lo", "--port", str(port), "--duration", "5"]
+    text = start([*WSDIAG, *common], tmp_path / "text.out", tmp_path / "text.err")
+    pcap = tmp_path / "ota.pcapng"
+    argv = [*WSDIAG, *common, "--format", "jsonl", "--write", str(pcap)]
+    jsonl = start(argv, tmp_path / "jsonl.out", tmp_path / "jsonl.err")
+    try:
+        wait_for(tmp_path / "text.err", "listening on", text)
+        wait_for(tmp_path / "jsonl.err", "listening on", jsonl)
+        deadline = time.monotonic() + 10
+        while True:  # the OTA server is up once it accepts
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (tmp_path / "ota.err").read_text()
+                time.sleep(0.1)
+        post = (
+            "import urllib.request, sys\n"
+            f"req = urllib.request.Request('http://127.0.0.1:{port}/xiaozhi/ota/', data=b'{{}}',"
+            " method='POST', headers={'Device-Id': 'a0:b7:65:00:00:09', 'Content-Type': 'application/json',"
+            " 'Client-Id': '6c5e6f4e-1c55-4c55-9d3b-2b7c1d2e3f40'})\n"
+            "print(urllib.request.urlopen(req, timeout=5).read()[:60])\n"
+        )
+        subprocess.run([sys.executable, "-c", post], check=True, timeout=20, env=ENV)
+        text.wait(20)
+        jsonl.wait(20)
+    finally:
+        for proc in (text, jsonl, server):
+            stop(proc)
+    out = (tmp_path / "text.out").read_text()
+    assert re.search(rf"OTA 127\.0\.0\.1:\d+ → 127\.0\.0\.1:{port}  POST /xiaozhi/ota/ → 200", out), out
+    assert "ota-url-unreachable" in out and "1 OTA checks failed" in out
+    rows = [json.loads(line) for line in (tmp_path / "jsonl.out").read_text().splitlines()]
+    [ota] = [r for r in rows if r["kind"] == "ota"]
+    assert ota["cause"]["name"] == "ota-url-unreachable" and ota["response"]["status"] == 200
+    assert ota["request"]["target"] == "/xiaozhi/ota/" and ota["input"] == "live:lo"
+    argv = [*WSDIAG, "analyze", str(pcap), "--format", "jsonl"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=60)
+    [again] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert again["kind"] == "ota" and again["cause"] == ota["cause"]
+
+
 def test_root_drops_to_nobody(lo_server: int, tmp_path: Path) -> None:
     """Started as root with --user nobody: uid 65534 and no capability once the socket is open,
     and the --write file is created by nobody (in a directory anyone may write to)."""

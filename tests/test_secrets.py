@@ -281,7 +281,6 @@ def test_show_secrets_shows_them(fmt: str, shown: dict[str, str]) -> None:
         if w not in ("authorization-basic-password",)
         and not _found(out, s)
         and not (fmt.startswith("text") and w.startswith("ota-"))  # text shows the OTA body cut
-        and not (fmt == "jsonl" and w.startswith("ota-"))  # jsonl holds handshakes, not OTA exchanges
     ]
     assert hidden == []
 

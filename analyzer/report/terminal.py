@@ -190,24 +190,29 @@ def render(doc: dict[str, Any], out: TextIO, color: bool | None = None, verbose:
     for i, h in enumerate(doc["handshakes"], 1):
         render_handshake(h, i, console, verbose)
     for o in doc["ota"]:
-        req, resp = o["request"], o["response"]
-        answer = f"{resp['status']} {safe(resp['reason'], 40)}" if resp else "no answer"
-        console.print(
-            _line(
-                ("OTA ", "bold"),
-                f"{o['client']} → {o['server']}  {safe(req['method'], 10)} "
-                f"{safe(req['target'], 200)} → {answer}",
-            )
-        )
-        if resp and resp["body"]:
-            console.print(Text("    body: " + safe(resp["body"], BODY_PREVIEW), style="dim"))
-        if o["cause"]:
-            _finding(o["cause"], console, verdict=True)
-        for f in o["findings"]:
-            if verbose or f["severity"] != "info":
-                _finding(f, console, verdict=False, verbose=verbose)
-        console.print()
+        render_ota(o, console, verbose)
     _summary(doc, console)
+
+
+def render_ota(o: dict[str, Any], console: Console, verbose: bool) -> None:
+    """One OTA exchange (the device's check-in that hands out the WebSocket URL and token)."""
+    req, resp = o["request"], o["response"]
+    answer = f"{resp['status']} {safe(resp['reason'], 40)}" if resp else "no answer"
+    console.print(
+        _line(
+            ("OTA ", "bold"),
+            f"{o['client']} → {o['server']}  {safe(req['method'], 10)} "
+            f"{safe(req['target'], 200)} → {answer}",
+        )
+    )
+    if resp and resp["body"]:
+        console.print(Text("    body: " + safe(resp["body"], BODY_PREVIEW), style="dim"))
+    if o["cause"]:
+        _finding(o["cause"], console, verdict=True)
+    for f in o["findings"]:
+        if verbose or f["severity"] != "info":
+            _finding(f, console, verdict=False, verbose=verbose)
+    console.print()
 
 
 def _summary(doc: dict[str, Any], console: Console) -> None:

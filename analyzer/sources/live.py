@@ -448,6 +448,9 @@ class LiveSession:
             self.reported.popitem(last=False)
 
     def _finished(self, handshakes: list[Handshake], otas: list[OtaExchange]) -> None:
+        from analyzer.report import tree
+
+        shown = []
         for od in self._diagnose_otas(otas, handshakes, self.config) if otas else ():
             o = od.exchange
             self.otas.append(o)
@@ -455,9 +458,13 @@ class LiveSession:
             if self.esp32_only and not is_espressif(o.client_mac):
                 continue
             self.devices.ota(o, od.cause.name if od.cause else None)
+            shown.append(od)
             if od.cause is not None:  # the OTA check itself refused the device: a failure, as in `analyze`
                 self.ota_failed += 1
                 self.causes[od.cause.name] += 1
+        if shown:  # the device's check-in, printed as `analyze` prints it (redacted the same way)
+            for doc in tree.document([Report(self.summary, [], shown)], self.show_secrets)["ota"]:
+                self.emit({"kind": "ota", **doc})
         for h in handshakes:
             self._remember(h.client, h.server)
             if h.request is not None:
@@ -470,8 +477,6 @@ class LiveSession:
             chosen = kept
         if not chosen:
             return
-        from analyzer.report import tree
-
         clients = {h.client.ip for h in chosen}
         related = [o for o in self.otas if o.client.ip in clients][-MAX_OTAS_RELATED:]
         diagnoses = self._diagnose(chosen, related, self.config)
@@ -483,7 +488,7 @@ class LiveSession:
             if h["cause"]:
                 self.causes[h["cause"]["name"]] += 1
             self.devices.handshake(h)
-            self.emit(h)
+            self.emit({"kind": "handshake", **h})
 
 
 # --------------------------------------------------------------------------------------------
