@@ -113,21 +113,23 @@ def write_report(reports: list[Any], fmt: Format, show_secrets: bool, color: Col
     from analyzer.report import terminal, tree
     from analyzer.textsafe import json_text
 
-    doc = tree.document(reports, show_secrets)
     out = sys.stdout
+    # json and jsonl are written one handshake at a time: a big capture's report is never whole
+    # in memory; every string is escaped (C1, bidi, U+2028) by json_text: safe to `cat`
     if fmt is Format.json:
         indent = 2 if out.isatty() else None  # pretty for people; compact (and 3x faster) in files
-        out.write(json_text(doc, indent=indent) + "\n")  # C1/bidi/U+2028 escaped: safe to `cat`
+        out.writelines(tree.json_chunks(reports, show_secrets, indent))
+        out.write("\n")
     elif fmt is Format.jsonl:
-        for h in doc["handshakes"]:
+        for h in tree.handshake_docs(reports, show_secrets):
             out.write(json_text({"kind": "handshake", **h}) + "\n")
-        for o in doc["ota"]:
+        for o in tree.ota_docs(reports, show_secrets):
             out.write(json_text({"kind": "ota", **o}) + "\n")
     else:
         use_color = {Color.always: True, Color.never: False}.get(color)
         if use_color is None and os.environ.get("NO_COLOR"):
             use_color = False
-        terminal.render(doc, out, color=use_color, verbose=verbose)
+        terminal.render(tree.document(reports, show_secrets), out, color=use_color, verbose=verbose)
     out.flush()
 
 

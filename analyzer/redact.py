@@ -112,6 +112,18 @@ def body_secrets(body: bytes) -> list[str]:
     return found
 
 
+def _may_hold_shape(text: str) -> bool:
+    """False when `SHAPES` cannot match: ASCII text with no `eyJ` (a JWT), no `bearer`/`basic`
+    in any case (a credential after its scheme) and too short or dot-less for a xiaozhi token.
+    Most strings of a report are such, and the regex costs more than these searches."""
+    if not text.isascii():
+        return True  # case-insensitive matching knows non-ASCII look-alikes (U+017F for s)
+    if "eyJ" in text or (len(text) >= 53 and "." in text):
+        return True
+    low = text.lower()
+    return "bearer" in low or "basic" in low
+
+
 def _mask_ascii(text: str, lowered: tuple[str, ...]) -> str:
     """What `re.sub` of the case-insensitive alternation of `lowered` (longest first) would
     give on ASCII `text`: the leftmost match wins, the longest of those starting there."""
@@ -186,6 +198,8 @@ class Redactor:
                 if self._literals is None:
                     self._literals = re.compile(self._pattern, re.IGNORECASE)
                 text = self._literals.sub(lambda m: mask(m.group(0)), text)
+        if not _may_hold_shape(text):
+            return text
         return SHAPES.sub(lambda m: mask(m.group(0)), text)
 
     def tree(self, node: object) -> object:

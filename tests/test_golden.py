@@ -71,3 +71,20 @@ def test_golden_reports_follow_the_schema() -> None:
                 assert all(isinstance(p, list) and len(p) == 2 for p in h["request"]["headers"])
             if h["cause"]:
                 assert {"name", "code", "severity", "evidence", "fix"} <= h["cause"].keys()
+
+
+def test_streamed_json_is_the_document_text() -> None:
+    """`--format json` writes the report one handshake at a time (`tree.json_chunks`); the text
+    must be exactly the whole document's, compact and indented, redacted or not, for one
+    capture, several, and none."""
+    from analyzer.report import tree
+    from analyzer.run import analyze_path
+    from analyzer.textsafe import json_text
+
+    reports = [analyze_path(str(c)) for c in CAPTURES]
+    assert sum(len(r.otas) for r in reports) and sum(len(r.diagnoses) for r in reports) > 50
+    for group in ([reports[0]], reports, []):
+        for indent in (None, 2):
+            for shown in (False, True):
+                whole = json_text(tree.document(group, shown), indent)
+                assert "".join(tree.json_chunks(group, shown, indent)) == whole

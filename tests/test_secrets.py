@@ -335,3 +335,22 @@ def test_non_ascii_text_is_masked_case_insensitively_too() -> None:
     from analyzer.redact import Redactor
 
     assert "sEcReT-42" not in Redactor(["secret-42"]).apply("é sEcReT-42 ß")
+
+
+@given(
+    parts=st.lists(
+        st.sampled_from(
+            ["eyJhbGciOi", ".", "Bearer ", "bAsIc ", "bearer%20", "bearer+", "A" * 43, "1700000000", "x", " "]
+        )
+        | st.text(alphabet="aZ9._- ", max_size=4),
+        max_size=12,
+    )
+)
+@settings(max_examples=500, deadline=None)
+def test_shape_prefilter_never_skips_a_match(parts: list[str]) -> None:
+    """`_may_hold_shape` only lets text skip the SHAPES regex when the regex would find nothing."""
+    from analyzer.redact import SHAPES, _may_hold_shape
+
+    text = "".join(parts)
+    if SHAPES.search(text):
+        assert _may_hold_shape(text)

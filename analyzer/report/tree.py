@@ -7,6 +7,7 @@ secret the others hide.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from analyzer.model import (
     Opcode,
     OtaDiagnosis,
     OtaExchange,
+    Outcome,
     Report,
     TlsDetails,
     Transport,
@@ -287,39 +289,83 @@ def _handshake_redactor(d: Diagnosis, otas: list[OtaExchange], enabled: bool) ->
     )
 
 
-def document(reports: list[Report], show_secrets: bool = False) -> dict[str, Any]:
-    """The whole report. Each handshake is redacted with its own secrets (and its device's OTA
-    answers) plus the secret shapes, so the work grows with the report, not with its square."""
-    enabled = not show_secrets
-    handshakes: list[dict[str, Any]] = []
-    ota_list: list[dict[str, Any]] = []
+def handshake_docs(reports: list[Report], show_secrets: bool = False) -> Iterator[dict[str, Any]]:
+    """The handshake objects, one at a time. Each is redacted with its own secrets (and its
+    device's OTA answers) plus the secret shapes, so the work grows with the report, not with
+    its square; and a writer that streams them never holds the whole report as text."""
     for r in reports:
         otas_of: dict[str, list[OtaExchange]] = {}
         for o in r.otas:
             otas_of.setdefault(o.exchange.client.ip, []).append(o.exchange)
         for d in r.diagnoses:
-            red = _handshake_redactor(d, otas_of.get(d.handshake.client.ip, []), enabled)
-            handshakes.append(_redacted(handshake(d, r.input.path), red))
+            red = _handshake_redactor(d, otas_of.get(d.handshake.client.ip, []), not show_secrets)
+            yield _redacted(handshake(d, r.input.path), red)
+
+
+def ota_docs(reports: list[Report], show_secrets: bool = False) -> Iterator[dict[str, Any]]:
+    for r in reports:
         for o in r.otas:
-            red = Redactor.for_traffic([], [o.exchange], enabled=enabled)
-            ota_list.append(_redacted(ota(o, r.input.path), red))
-    failed = sum(1 for h in handshakes if h["failed"]) + sum(1 for o in ota_list if o["failed"])
+            red = Redactor.for_traffic([], [o.exchange], enabled=not show_secrets)
+            yield _redacted(ota(o, r.input.path), red)
+
+
+def head(reports: list[Report], show_secrets: bool = False) -> dict[str, Any]:
+    """Everything of the document before its handshakes: counted from the diagnoses, so it can
+    be written before them."""
+    diagnoses = [d for r in reports for d in r.diagnoses]
+    otas = [o for r in reports for o in r.otas]
     causes: dict[str, int] = {}
-    for h in handshakes + ota_list:
-        if h["cause"]:
-            causes[h["cause"]["name"]] = causes.get(h["cause"]["name"], 0) + 1
-    doc = {
+    for cause in [d.cause for d in diagnoses] + [o.cause for o in otas]:
+        if cause is not None:
+            causes[cause.name] = causes.get(cause.name, 0) + 1
+    return {
         "schema": SCHEMA,
         "tool": {"name": "wsdiag", "version": __version__},
-        "inputs": [_redacted(input_summary(r.input, r), Redactor((), enabled)) for r in reports],
+        "inputs": [_redacted(input_summary(r.input, r), Redactor((), not show_secrets)) for r in reports],
         "summary": {
-            "handshakes": len(handshakes),
-            "failed": failed,
-            "upgraded": sum(1 for h in handshakes if h["outcome"] == "upgraded"),
+            "handshakes": len(diagnoses),
+            "failed": sum(map(is_failure, diagnoses)) + sum(1 for o in otas if o.cause is not None),
+            "upgraded": sum(1 for d in diagnoses if d.handshake.outcome == Outcome.UPGRADED),
             "causes": dict(sorted(causes.items())),
         },
-        "handshakes": handshakes,
-        "ota": ota_list,
+    }
+
+
+def document(reports: list[Report], show_secrets: bool = False) -> dict[str, Any]:
+    """The whole report as one tree (`json_chunks` writes the same text without building it)."""
+    return {
+        **head(reports, show_secrets),
+        "handshakes": list(handshake_docs(reports, show_secrets)),
+        "ota": list(ota_docs(reports, show_secrets)),
         "secrets": "shown" if show_secrets else "redacted",
     }
-    return doc
+
+
+def json_chunks(
+    reports: list[Report], show_secrets: bool = False, indent: int | None = None
+) -> Iterator[str]:
+    """`json_text(document(...), indent)`, piece by piece: one handshake's text at a time, so
+    a report of thousands of handshakes never exists whole in memory (as a tree or as text)."""
+    from analyzer.textsafe import json_text
+
+    nl = "\n" if indent else ""
+    pad = " " * (indent or 0)
+    top = json_text(head(reports, show_secrets), indent)
+    yield top[: -len(nl + "}")]
+
+    def items(docs: Iterator[dict[str, Any]]) -> Iterator[str]:
+        first = True
+        for doc in docs:
+            text = json_text(doc, indent)
+            if indent:
+                text = pad * 2 + text.replace("\n", "\n" + pad * 2)
+            yield ("" if first else ",") + (nl or ("" if first else " ")) + text
+            first = False
+        yield (nl + pad + "]") if not first else "]"
+
+    yield f",{nl or ' '}{pad}\"handshakes\": ["
+    yield from items(handshake_docs(reports, show_secrets))
+    yield f",{nl or ' '}{pad}\"ota\": ["
+    yield from items(ota_docs(reports, show_secrets))
+    secrets = json_text("shown" if show_secrets else "redacted")
+    yield f",{nl or ' '}{pad}\"secrets\": {secrets}{nl}}}"
