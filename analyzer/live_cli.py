@@ -88,7 +88,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--interface", "-i",
                 help=(
-                    "Interface to capture on (see `wsdiag interfaces`)."
+                    "Interface to capture on (see `wsdiag interfaces`); `any` captures on all of "
+                    "them at once (written as Linux cooked records, as tcpdump -i any does)."
                 ),
             ),
         ],
@@ -323,6 +324,7 @@ def register(app: typer.Typer) -> None:
             name = i.name + ("" if capturable else " (unsupported type)")
             table.add_row(Text(safe(name)), i.state, i.mac or "", Text(safe(i.vendor or "")),
                           Text(" ".join(i.addresses)))
+        table.add_row("any", "", "", "", Text("every interface above at once (cooked records)"))
         console = Console(highlight=False, soft_wrap=True)
         console.print(table)
         if not allowed:

@@ -406,6 +406,48 @@ def test_count_stops_and_jsonl(lo_server: int, tmp_path: Path) -> None:
         assert json.loads(line)["input"] == "live:lo"
 
 
+def test_any_captures_every_interface_once(lo_server: int, tmp_path: Path) -> None:
+    """`-i any`: one cooked socket on all interfaces. Beside a capture on `lo` of the same
+    traffic it holds exactly as many packets (loopback's doubled packets kept once), is written
+    as Linux cooked (SLL) records and reads back to the same verdicts."""
+    argv = [*WSDIAG, "live", "--port", str(lo_server), "--format", "jsonl", "--duration", "5"]
+    any_, lo = tmp_path / "any.pcapng", tmp_path / "lo.pcapng"
+    live = start([*argv, "-i", "any", "--write", str(any_)], tmp_path / "any.out", tmp_path / "any.err")
+    ref = start([*argv, "-i", "lo", "--write", str(lo)], tmp_path / "lo.out", tmp_path / "lo.err")
+    try:
+        wait_for(tmp_path / "any.err", "listening on any", live)
+        wait_for(tmp_path / "lo.err", "listening on lo", ref)
+        traffic(lo_server, rounds=2)
+        live.wait(20)
+        ref.wait(20)
+    finally:
+        stop(live)
+        stop(ref)
+    err = (tmp_path / "any.err").read_text()
+    assert live.returncode == 1 and "Traceback" not in err, err
+    rows = [json.loads(line) for line in (tmp_path / "any.out").read_text().splitlines()]
+    assert [(r["kind"], r["cause"]["name"]) for r in rows] == [("handshake", "missing-token")] * 2
+    assert capinfos_count(any_) == capinfos_count(lo) > 0
+    info = subprocess.run(["capinfos", "-E", str(any_)], capture_output=True, text=True, timeout=20).stdout
+    assert "Linux cooked" in info, info
+    done = subprocess.run([*WSDIAG, "analyze", str(any_), "--format", "json"], capture_output=True, text=True,
+                          env=ENV, timeout=60)
+    assert verdicts(json.loads(done.stdout)["handshakes"]) == verdicts(rows)
+
+
+def test_bridged_copies_are_dropped_retransmissions_kept() -> None:
+    from analyzer.sources.live import BRIDGED_COPY_NS, BridgedCopies
+
+    copies = BridgedCopies(kept=2)
+    assert not copies.seen(b"syn", "veth1", 1000)
+    assert copies.seen(b"syn", "docker0", 1000 + BRIDGED_COPY_NS)  # the bridge's copy
+    assert not copies.seen(b"syn", "veth1", 1000 + 200_000_000)  # same interface later: a retransmission
+    assert not copies.seen(b"syn", "docker0", 1000 + 2 * BRIDGED_COPY_NS + 200_000_000)  # too late
+    for data in (b"a", b"b", b"c"):  # bounded: the oldest are forgotten
+        copies.seen(data, "veth1", 0)
+    assert not copies.seen(b"syn", "eth0", 1000 + 2 * BRIDGED_COPY_NS + 200_000_000)
+
+
 OTA_SERVERS = ROOT / "captures" / "record" / "servers.py"
 
 

@@ -44,6 +44,12 @@ TP_STATUS_VLAN_VALID = 0x10
 TP_STATUS_VLAN_TPID_VALID = 0x40
 PACKET_OUTGOING = 4
 ARPHRD_LOOPBACK = 772
+ETH_P_ALL = 0x0003
+SO_TIMESTAMPNS = 35
+DLT_RAW = 12  # libpcap's DLT for raw IP (files say LINKTYPE 101): what a cooked socket delivers
+LINKTYPE_LINUX_SLL = 113
+BRIDGED_COPY_NS = 5_000_000
+BRIDGED_COPIES_KEPT = 4096
 RCVBUF_BYTES = 8 * 1024 * 1024
 MAX_DEVICES = 4096
 MAX_OTAS_KEPT = 256  # recent OTA exchanges kept to explain the WebSocket attempts that follow
@@ -108,10 +114,13 @@ def interfaces() -> list[Interface]:
     return sorted(found.values(), key=lambda i: i.index)
 
 
+ANY = "any"  # every interface at once, as tcpdump -i any
+
+
 def check_interface(name: str) -> None:
     names = [n for _, n in socket.if_nameindex()]
-    if name not in names:
-        raise LiveError(f"no such interface {name!r} (available: {', '.join(names) or 'none'})")
+    if name != ANY and name not in names:
+        raise LiveError(f"no such interface {name!r} (available: {', '.join([*names, ANY])})")
 
 
 def build_filter(ports: list[int], host: str | None, custom: str | None) -> str:
@@ -138,10 +147,64 @@ class Captured:
 
 
 class LiveSource:
-    """A packet socket on one interface with a BPF filter. Open it before dropping privileges."""
+    """A packet socket on one interface (or `any`) with a BPF filter. Open it before dropping
+    privileges.
+
+    `any` is read as tcpdump reads it: one cooked socket bound to no interface, whose packets
+    start at the network header and are written as Linux "cooked" (SLL) records carrying the
+    packet direction and the sender's link address. The filter is compiled for raw IP, which is
+    what such a socket delivers. A packet bridged across interfaces (a veth and its bridge) is
+    seen once per interface; copies seen on another interface within `BRIDGED_COPY_NS` are
+    dropped, so they are not taken for retransmissions.
+    """
+
+    sock: socket.socket
 
     def __init__(self, iface: str, bpf: str, promisc: bool = True) -> None:
         check_interface(iface)
+        self.iface = iface
+        self.bpf = bpf
+        self.any = iface == ANY
+        self._copies = BridgedCopies()
+        if self.any:
+            self.sock = self._cooked_socket(bpf)
+            self.linktype = LINKTYPE_LINUX_SLL
+            self.loopback = False
+        else:
+            self._open_one(iface, bpf, promisc)
+        for opt in (33, socket.SO_RCVBUF):  # SO_RCVBUFFORCE (root) beats rmem_max; else the capped one
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, opt, RCVBUF_BYTES)
+                break
+            except OSError:
+                continue
+        self.sock.setblocking(False)
+        self._poll = select.poll()
+        self._poll.register(self.sock.fileno(), select.POLLIN | select.POLLERR)
+        self.received = 0
+        self.dropped = 0
+        self.stats_available = True
+        self.stats()  # reading PACKET_STATISTICS resets it: start from zero here
+
+    def _cooked_socket(self, bpf: str) -> socket.socket:
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        except PermissionError:
+            raise LiveError(NEED_PRIVILEGE) from None
+        except OSError as e:
+            if e.errno in (errno.EPERM, errno.EACCES):
+                raise LiveError(NEED_PRIVILEGE) from None
+            raise LiveError(f"cannot capture on any: {e.strerror or e}") from None
+        try:
+            self._attach(sock, bpf, DLT_RAW)
+        except LiveError:
+            sock.close()
+            raise
+        sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        return sock
+
+    def _open_one(self, iface: str, bpf: str, promisc: bool) -> None:
         try:
             import scapy.arch  # noqa: F401  (sets conf.L2listen for this OS)
             from scapy.config import conf
@@ -161,10 +224,9 @@ class LiveSource:
             if e.errno in (errno.EPERM, errno.EACCES):
                 raise LiveError(NEED_PRIVILEGE) from None
             raise LiveError(f"cannot capture on {iface!r}: {e.strerror or e}") from None
-        self.iface = iface
-        self.bpf = bpf
-        self.sock: socket.socket = self._scapy.ins
-        self._full_snaplen(bpf)
+        self.sock = self._scapy.ins
+        with contextlib.suppress(LiveError):  # keep scapy's filter: packets over 65,535 bytes are cut
+            self._attach(self.sock, bpf, None)
         hatype = self.sock.getsockname()[3]
         linktype = LINKTYPE_OF_ARPHRD.get(hatype)
         if linktype is None:
@@ -172,45 +234,33 @@ class LiveSource:
             raise LiveError(f"{iface!r}: interface type {hatype} (ARPHRD) is not supported for live capture")
         self.linktype = linktype
         self.loopback = hatype == ARPHRD_LOOPBACK
-        for opt in (33, socket.SO_RCVBUF):  # SO_RCVBUFFORCE (root) beats rmem_max; else the capped one
-            try:
-                self.sock.setsockopt(socket.SOL_SOCKET, opt, RCVBUF_BYTES)
-                break
-            except OSError:
-                continue
-        self.sock.setblocking(False)
-        self._poll = select.poll()
-        self._poll.register(self.sock.fileno(), select.POLLIN | select.POLLERR)
-        self.received = 0
-        self.dropped = 0
-        self.stats_available = True
-        self.stats()  # reading PACKET_STATISTICS resets it: start from zero here
 
-    def _full_snaplen(self, bpf: str) -> None:
-        """Re-attaches the filter so that it keeps whole packets (up to SNAPLEN), not 65,535 bytes.
-
-        scapy compiles with a 65,535-byte snapshot length, and the filter's accepting `ret`
-        truncates to it: a GRO/GSO packet of 64 KiB plus its link header would lose its tail.
-        """
+    def _attach(self, sock: socket.socket, bpf: str, dlt: int | None) -> None:
+        """Compiles `bpf` with libpcap (for `dlt`, else for this interface) and attaches it so
+        that it keeps whole packets (up to SNAPLEN): scapy compiles with a 65,535-byte snapshot
+        length, and the filter's accepting `ret` truncates to it, so a GRO/GSO packet of 64 KiB
+        plus its link header would lose its tail."""
         try:
             import ctypes
 
             from scapy.arch.common import compile_filter, free_filter
             from scapy.libs.structures import sock_fprog
 
-            prog = compile_filter(bpf, self.iface)
-            try:
-                for i in range(prog.bf_len):
-                    insn = prog.bf_insns[i]
-                    if insn.code == 0x06 and insn.k > 0:  # BPF_RET|BPF_K: accept, keeping k bytes
-                        insn.k = SNAPLEN
-                fprog = sock_fprog(prog.bf_len, prog.bf_insns)
-                self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(ctypes.string_at(
-                    ctypes.addressof(fprog), ctypes.sizeof(fprog))))
-            finally:
-                free_filter(prog)
-        except Exception:  # keep scapy's filter: packets over 65,535 bytes are then cut short
-            return
+            prog = compile_filter(bpf, None if dlt is not None else self.iface, linktype=dlt)
+        except Exception as e:  # libpcap's message (via scapy) is the one to show
+            raise LiveError(f"bad capture filter {bpf!r}: {e}") from None
+        try:
+            for i in range(prog.bf_len):
+                insn = prog.bf_insns[i]
+                if insn.code == 0x06 and insn.k > 0:  # BPF_RET|BPF_K: accept, keeping k bytes
+                    insn.k = SNAPLEN
+            fprog = sock_fprog(prog.bf_len, prog.bf_insns)
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(ctypes.string_at(
+                ctypes.addressof(fprog), ctypes.sizeof(fprog))))
+        except OSError as e:
+            raise LiveError(f"cannot attach the filter {bpf!r}: {e.strerror or e}") from None
+        finally:
+            free_filter(prog)
 
     def read(self, timeout_s: float, batch: int = 512) -> list[Captured]:
         """Packets waiting now, or within `timeout_s`. Raises LiveError if the interface goes away."""
@@ -231,7 +281,7 @@ class LiveSource:
                 if e.errno in (errno.ENETDOWN, errno.ENODEV, errno.ENXIO):
                     raise LiveError(f"interface {self.iface!r} went down") from None
                 raise LiveError(f"capture on {self.iface!r} failed: {e.strerror or e}") from None
-            if self.loopback and addr[2] == PACKET_OUTGOING:
+            if (self.loopback or (self.any and addr[0] == "lo")) and addr[2] == PACKET_OUTGOING:
                 continue  # lo shows every packet twice (out, then in): keep one, as libpcap does
             ts_ns = 0
             orig_len = len(data)
@@ -246,8 +296,14 @@ class LiveSource:
                         tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
                         data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
                         orig_len += 4
-            out.append(Captured(data, ts_ns or time.time_ns(), orig_len))
+            ts_ns = ts_ns or time.time_ns()
+            if self.any:
+                if self._copies.seen(data, addr[0], ts_ns):
+                    continue
+                data, orig_len = _cooked(addr, data), orig_len + _SLL_LEN
+            out.append(Captured(data, ts_ns, orig_len))
         return out
+
 
     def stats(self) -> tuple[int, int] | None:
         """Cumulative (received, dropped) by the kernel for this socket, or None if unavailable."""
@@ -265,7 +321,42 @@ class LiveSource:
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self._scapy.close()
+            if self.any:
+                self.sock.close()
+            else:
+                self._scapy.close()
+
+
+class BridgedCopies:
+    """`any` sees a bridged packet once per interface it crosses (a veth, then its bridge): the
+    same network-layer bytes on another interface within `BRIDGED_COPY_NS` are such a copy. A
+    retransmission comes on the same interface, and later than that. Bounded."""
+
+    def __init__(self, kept: int = BRIDGED_COPIES_KEPT) -> None:
+        self._kept = kept
+        self._recent: OrderedDict[int, tuple[str, int]] = OrderedDict()
+
+    def seen(self, data: bytes, ifname: str, ts_ns: int) -> bool:
+        key = hash(data)
+        last = self._recent.get(key)
+        if last is not None and last[0] != ifname and 0 <= ts_ns - last[1] <= BRIDGED_COPY_NS:
+            return True
+        self._recent[key] = (ifname, ts_ns)
+        self._recent.move_to_end(key)
+        if len(self._recent) > self._kept:
+            self._recent.popitem(last=False)
+        return False
+
+
+_SLL_LEN = 16
+
+
+def _cooked(addr: tuple[Any, ...], data: bytes) -> bytes:
+    """A Linux cooked (SLL, LINKTYPE 113) record of a cooked socket's packet: direction, link
+    type, the sender's link address and the protocol, then the network-layer bytes."""
+    _ifname, proto, pkttype, hatype, hw = addr[:5]
+    hw = bytes(hw[:8])
+    return struct.pack("!HHH8sH", pkttype, hatype, len(hw), hw, proto) + data
 
 
 # --------------------------------------------------------------------------------------------
