@@ -5,7 +5,10 @@ Learned from gopacket's reassembly contract and Zeek/Suricata's limits:
 - the first copy of a byte wins; a retransmission carrying different bytes is an anomaly
   (`rexmit-inconsistency`), not a silent overwrite as in scapy's TCPSession;
 - out-of-order data is buffered up to a bound; a hole is skipped (and reported as a gap) only when
-  the peer acknowledged past it, when the buffer is full, or when the stream ends;
+  the peer acknowledged past it and data above it has arrived, when the buffer is full, or when
+  the stream ends. An ACK alone never skips: a capture point may record the ACK before the
+  segment it acknowledges (or a hostile peer may acknowledge bytes never sent), and the
+  segment, when it comes, is then delivered, not dropped as old;
 - a stream can stop keeping bytes (`discard`) once nobody needs them, so bulk traffic costs
   only sequence bookkeeping.
 """
@@ -34,6 +37,7 @@ class StreamReassembler:
     """Reassembles one direction of one TCP connection. Pure: fed values, returns values."""
 
     __slots__ = (
+        "_acked",
         "_base",
         "_fin",
         "_next",
@@ -52,6 +56,7 @@ class StreamReassembler:
         self._base: int | None = None  # absolute sequence number of stream offset 0
         self._next = 0  # next expected stream offset
         self._fin: int | None = None  # stream offset of the FIN (it takes one sequence number)
+        self._acked = 0  # stream offset the peer acknowledged: holes below it were not captured
         self._pending: dict[int, tuple[bytes, int, int]] = {}  # offset -> (data, ts, frame)
         self._pending_bytes = 0
         self._recent = bytearray()  # last delivered bytes, ending at self._next
@@ -109,6 +114,8 @@ class StreamReassembler:
         if start > self._next:
             self._hold(start, payload, ts_ns, frame)
             out: list[Piece] = []
+            while self._pending and min(self._pending) <= self._acked:  # the peer had acknowledged the hole
+                out.extend(self.skip_hole())
             # Give up on holes until the buffer is within both bounds again: one skip is not
             # enough when many small segments sit below a big one (memory would grow).
             while self._pending and (
@@ -139,7 +146,7 @@ class StreamReassembler:
         upto = self._offset(ack)
         if self._fin is not None and upto > self._fin:
             upto = self._fin
-        return upto <= self._next
+        return upto <= max(self._next, self._acked)  # held data all lies above `_acked`
 
     def acked(self, ack: int) -> list[Piece]:
         """The peer acknowledged up to `ack`: bytes below it that we never saw were not captured."""
@@ -150,9 +157,11 @@ class StreamReassembler:
             upto = self._fin
         if upto <= self._next or upto - self._next > HALF:
             return []
-        if self._pending and min(self._pending) <= upto:
-            return self.skip_hole()
-        return [self._gap_to(upto)]
+        self._acked = max(self._acked, upto)
+        out: list[Piece] = []
+        while self._pending and min(self._pending) <= upto:
+            out.extend(self.skip_hole())
+        return out
 
     def skip_hole(self) -> list[Piece]:
         """Gives up on the hole before the lowest buffered segment and delivers what follows it."""
@@ -176,6 +185,8 @@ class StreamReassembler:
         out: list[Piece] = []
         while self._pending:
             out.extend(self.skip_hole())
+        if self._acked > self._next:  # acknowledged, never captured, and nothing came after
+            out.append(self._gap_to(self._acked))
         return out
 
     def _gap_to(self, upto: int) -> Piece:

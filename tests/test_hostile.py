@@ -1205,14 +1205,38 @@ def test_request_whose_first_segment_is_shorter_than_a_method() -> None:
     assert h.request is not None
 
 
-def test_forged_ack_far_ahead_is_a_named_gap() -> None:
-    """Found by the reassembler target: an ACK for 2 GiB of bytes never sent makes the stream
-    skip to it. Not silent: the skip is a gap piece (a `content-gap` in reports)."""
+def test_forged_ack_far_ahead_does_not_blind_the_stream() -> None:
+    """Found by the reassembler target: an ACK for 2 GiB of bytes never sent made the stream skip
+    to it, and the real bytes that followed were dropped as old. An ACK alone now skips nothing;
+    the bytes that come are delivered, and what was acknowledged but never seen is a named gap
+    at the end (a `content-gap` in reports)."""
     r = StreamReassembler()
     r.syn(999)
-    r.feed(1000, b"GET", 1, 1)
-    pieces = r.acked(1000 + (1 << 31) - 10)
-    assert [p.gap for p in pieces] == [(1 << 31) - 13] and r.gaps == 1
+    first = r.feed(1000, b"GET", 1, 1)
+    assert r.acked(1000 + (1 << 31) - 10) == []
+    rest = r.feed(1003, b" / HTTP/1.1\r\n\r\n", 2, 2)
+    assert b"".join(p.data for p in first + rest) == b"GET / HTTP/1.1\r\n\r\n"
+    assert [p.gap for p in r.flush()] == [(1 << 31) - 10 - 18] and r.gaps == 1
+
+
+def test_ack_captured_before_the_request_keeps_the_request() -> None:
+    """A capture point that records the server's ACK of the request before the request itself
+    (a mirror port with one queue per direction may): the request is still read, not skipped
+    as a hole and then dropped as a retransmission."""
+    from analyzer.model import TcpFlags
+    from analyzer.pipeline import analyze_segments
+
+    w = Wire().handshake().send(True, UPGRADE)
+    ack = w._seg(False, TcpFlags.ACK)  # acknowledges the whole request
+    w.send(False, ANSWER_101).fin(True).fin(False)
+    request = w.segments[3]
+    assert request.payload.startswith(b"GET") and ack.ack == request.seq + len(request.payload)
+    w.segments.remove(ack)
+    w.segments.insert(3, ack)
+    (h,) = analyze_segments(w.segments).handshakes
+    assert h.request is not None and h.request.target == "/xiaozhi/v1/"
+    assert h.response is not None and h.response.status == 101
+    assert not any(a.name == "content-gap" for a in h.anomalies)
 
 
 def test_fuzz_crash_files_replay_clean() -> None:
