@@ -110,7 +110,7 @@ def build_config(
 
 
 def write_report(reports: list[Any], fmt: Format, show_secrets: bool, color: Color, verbose: bool) -> None:
-    from analyzer.report import terminal, tree
+    from analyzer.report import tree  # the text renderer (rich) is imported only for text
     from analyzer.textsafe import json_text
 
     out = sys.stdout
@@ -126,6 +126,8 @@ def write_report(reports: list[Any], fmt: Format, show_secrets: bool, color: Col
         for o in tree.ota_docs(reports, show_secrets):
             out.write(json_text({"kind": "ota", **o}) + "\n")
     else:
+        from analyzer.report import terminal
+
         use_color = {Color.always: True, Color.never: False}.get(color)
         if use_color is None and os.environ.get("NO_COLOR"):
             use_color = False
