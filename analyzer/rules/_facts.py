@@ -440,7 +440,7 @@ def ota_time(ota: OtaExchange) -> int:
     return ota.request.ts_ns
 
 
-_Row = tuple[int, str | None, str, Any]  # (capture time, lower-cased device id, client IP, item)
+_Row = tuple[int, str, str, Any]  # (capture time, lower-cased device id or "", client IP, item)
 
 
 class _DeviceIndex:
@@ -459,8 +459,9 @@ class _DeviceIndex:
                 self._by_device.setdefault(dev, []).append(i)
             self._by_ip.setdefault(ip, []).append(i)
 
-    def same_device(self, device: str | None, ip: str) -> list[_Row]:
-        """Rows of `device` if both name one, else of the same client IP; in row order."""
+    def same_device(self, device: str, ip: str) -> list[_Row]:
+        """Rows of `device` (lower-cased) where both name one, else of the same client IP, in
+        row order. An empty Device-Id counts as none."""
         found = set(self._by_device.get(device, ())) if device else set()
         found.update(i for i in self._by_ip.get(ip, ()) if not device or not self.rows[i][1])
         return [self.rows[i] for i in sorted(found)]

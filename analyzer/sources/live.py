@@ -304,7 +304,6 @@ class LiveSource:
             out.append(Captured(data, ts_ns, orig_len))
         return out
 
-
     def stats(self) -> tuple[int, int] | None:
         """Cumulative (received, dropped) by the kernel for this socket, or None if unavailable."""
         if not self.stats_available:
@@ -554,7 +553,7 @@ class LiveSession:
                 self.ota_failed += 1
                 self.causes[od.cause.name] += 1
         if shown:  # the device's check-in, printed as `analyze` prints it (redacted the same way)
-            for doc in tree.document([Report(self.summary, [], shown)], self.show_secrets)["ota"]:
+            for doc in tree.ota_docs([Report(self.summary, [], shown)], self.show_secrets):
                 self.emit({"kind": "ota", **doc})
         for h in handshakes:
             self._remember(h.client, h.server)
@@ -572,14 +571,14 @@ class LiveSession:
         related = [o for o in self.otas if o.client.ip in clients][-MAX_OTAS_RELATED:]
         diagnoses = self._diagnose(chosen, related, self.config)
         report = Report(self.summary, diagnoses, self._diagnose_otas(related, chosen, self.config))
-        for h in tree.document([report], self.show_secrets)["handshakes"]:
+        for hd in tree.handshake_docs([report], self.show_secrets):
             self.handshakes += 1
-            if h["failed"]:
+            if hd["failed"]:
                 self.failed += 1
-            if h["cause"]:
-                self.causes[h["cause"]["name"]] += 1
-            self.devices.handshake(h)
-            self.emit({"kind": "handshake", **h})
+            if hd["cause"]:
+                self.causes[hd["cause"]["name"]] += 1
+            self.devices.handshake(hd)
+            self.emit({"kind": "handshake", **hd})
 
 
 # --------------------------------------------------------------------------------------------
