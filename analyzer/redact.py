@@ -130,10 +130,13 @@ def _mask_ascii(text: str, lowered: tuple[str, ...]) -> str:
     low = text.lower()
     out: list[str] = []
     pos = 0
+    ahead = [low.find(lit) for lit in lowered]  # next occurrence of each at or after `pos`
     while True:
         best, size = -1, 0
-        for lit in lowered:
-            at = low.find(lit, pos)
+        for i, lit in enumerate(lowered):
+            at = ahead[i]
+            if at != -1 and at < pos:  # overlapped by the last mask: look again (once per mask)
+                at = ahead[i] = low.find(lit, pos)
             if at != -1 and (best == -1 or at < best):
                 best, size = at, len(lit)
         if best == -1:

@@ -430,14 +430,18 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
+MAX_RUN_FRAMES = 64  # frames looked at in one piece; a piece of more is not called a run
+
+
 def is_frame_run(data: bytes, masked: bool) -> bool:
     """Whether `data` is one or more whole WebSocket frames, masked as `masked` says, ending
     exactly at its end. A connection captured mid-session whose segments read like this carries
     WebSocket frames, so no HTTP head will ever start in it; random bytes almost never do (a
     valid opcode, clear RSV2/RSV3, the right mask bit and lengths that add up to the segment)."""
-    pos, end = 0, len(data)
+    pos, end, frames = 0, len(data), 0
     while pos < end:
-        if end - pos < 2:
+        frames += 1
+        if frames > MAX_RUN_FRAMES or end - pos < 2:  # bounded work per piece
             return False
         b0, b1 = data[pos], data[pos + 1]
         opcode = b0 & 0x0F

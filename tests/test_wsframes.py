@@ -523,3 +523,13 @@ def test_http_and_random_bytes_are_not_frame_runs() -> None:
     pieces = [rng.randbytes(rng.randrange(1, 1461)) for _ in range(20_000)]
     hits = sum(is_frame_run(p, masked) for p in pieces for masked in (True, False))
     assert hits < 40  # < 0.1 %: two such pieces are needed before a direction stops being searched
+
+
+def test_frame_run_work_is_bounded() -> None:
+    """A hostile mid-stream piece of thousands of tiny frames costs a bounded scan (and is not
+    called a run), so a capture of them cannot make the search quadratic."""
+    from analyzer.wsframes import MAX_RUN_FRAMES, is_frame_run
+
+    tiny = _serialized(WsOp.BINARY, b"", False)
+    assert is_frame_run(tiny * MAX_RUN_FRAMES, False)
+    assert not is_frame_run(tiny * 30_000, False)
