@@ -114,8 +114,8 @@ def write_report(reports: list[Any], fmt: Format, show_secrets: bool, color: Col
     from analyzer.textsafe import json_text
 
     out = sys.stdout
-    # json and jsonl are written one handshake at a time: a big capture's report is never whole
-    # in memory; every string is escaped (C1, bidi, U+2028) by json_text: safe to `cat`
+    # every format is written one handshake at a time: a big capture's report is never whole in
+    # memory; every JSON string is escaped (C1, bidi, U+2028) by json_text: safe to `cat`
     if fmt is Format.json:
         indent = 2 if out.isatty() else None  # pretty for people; compact (and 3x faster) in files
         out.writelines(tree.json_chunks(reports, show_secrets, indent))
@@ -131,7 +131,12 @@ def write_report(reports: list[Any], fmt: Format, show_secrets: bool, color: Col
         use_color = {Color.always: True, Color.never: False}.get(color)
         if use_color is None and os.environ.get("NO_COLOR"):
             use_color = False
-        terminal.render(tree.document(reports, show_secrets), out, color=use_color, verbose=verbose)
+        doc = {
+            **tree.head(reports, show_secrets),
+            "handshakes": tree.handshake_docs(reports, show_secrets),
+            "ota": tree.ota_docs(reports, show_secrets),
+        }
+        terminal.render(doc, out, color=use_color, verbose=verbose)
     out.flush()
 
 

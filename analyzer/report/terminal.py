@@ -184,14 +184,22 @@ def render_handshake(h: dict[str, Any], index: int, console: Console, verbose: b
 
 
 def render(doc: dict[str, Any], out: TextIO, color: bool | None = None, verbose: bool = False) -> None:
+    """The text report. `doc["handshakes"]` and `doc["ota"]` may be iterators (`tree.head` plus
+    `tree.handshake_docs`/`tree.ota_docs`): each block is printed as it comes, so a big capture's
+    report is never held whole; the summary table counts them on the way."""
     console = Console(
         file=out, force_terminal=color, no_color=color is False, highlight=False, soft_wrap=True, emoji=False
     )
+    counts: dict[str, list[int]] = {}  # input path -> [handshakes, failed, OTA exchanges]
     for i, h in enumerate(doc["handshakes"], 1):
         render_handshake(h, i, console, verbose)
+        c = counts.setdefault(h["input"], [0, 0, 0])
+        c[0], c[1] = c[0] + 1, c[1] + bool(h["failed"])
     for o in doc["ota"]:
         render_ota(o, console, verbose)
-    _summary(doc, console)
+        c = counts.setdefault(o["input"], [0, 0, 0])
+        c[1], c[2] = c[1] + bool(o["failed"]), c[2] + 1
+    _summary(doc, counts, console)
 
 
 def render_ota(o: dict[str, Any], console: Console, verbose: bool) -> None:
@@ -215,22 +223,20 @@ def render_ota(o: dict[str, Any], console: Console, verbose: bool) -> None:
     console.print()
 
 
-def _summary(doc: dict[str, Any], console: Console) -> None:
+def _summary(doc: dict[str, Any], counts: dict[str, list[int]], console: Console) -> None:
     table = Table(title="wsdiag summary", title_justify="left", show_edge=False)
     for col in ("input", "packets", "connections", "handshakes", "failed", "notes"):
         table.add_column(col, overflow="fold")
     for inp in doc["inputs"]:
-        hs = [h for h in doc["handshakes"] if h["input"] == inp["path"]]
-        otas = [o for o in doc["ota"] if o["input"] == inp["path"]]
+        handshakes, failed, otas = counts.get(inp["path"], [0, 0, 0])
         notes = inp["error"] or ", ".join(sorted({a["name"] for a in inp["anomalies"]})) or ""
         if otas:
-            notes = f"{len(otas)} OTA exchange(s)" + (f"; {notes}" if notes else "")
-        failed = sum(1 for h in hs + otas if h["failed"])
+            notes = f"{otas} OTA exchange(s)" + (f"; {notes}" if notes else "")
         table.add_row(
             Text(safe(inp["path"], 80)),
             str(inp["packets"]),
             str(inp["connections"]),
-            str(len(hs)),
+            str(handshakes),
             str(failed),
             Text(safe(notes, 120)),
         )
