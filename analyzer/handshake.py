@@ -93,6 +93,7 @@ class _Side:
     tls: TlsReader | None = None  # this side spoke TLS: its cleartext handshake (analyzer.tls)
     seek_budget: int = 64  # mid-stream pieces we look at for the start of an HTTP message
     frame_runs: int = 0  # mid-stream pieces that were whole WebSocket frames
+    bad_checksums: int = 0  # segments read for their bytes whose TCP checksum was wrong
     undecided: bytearray = field(default_factory=bytearray)  # first bytes, too few to classify yet
     undecided_at: Piece | None = None  # the piece that brought the first of them
 
@@ -148,6 +149,11 @@ class Conversation:
         if flags & _RST:
             side.rst = True
         if seg.payload:
+            # counted only where the bytes are read (never on a discarded stream, whose packets
+            # the fast path skips unseen): a capture taken on a host with checksum offload shows
+            # its own outgoing packets with wrong checksums, so this is a count, never a verdict
+            if seg.checksum_ok is False and not side.stream.discard:
+                side.bad_checksums += 1
             if self.client is None:
                 self._guess_roles(seg)
             for piece in side.stream.feed(seg.seq, seg.payload, seg.ts_ns, seg.frame):
@@ -430,6 +436,8 @@ class Conversation:
             last_ns=self.last_ns,
             syn_retries=self.syn_retries,
             gaps=c.stream.gaps + s.stream.gaps,
+            client_bad_checksums=c.bad_checksums,
+            server_bad_checksums=s.bad_checksums,
             tls_server_hello=s.tls is not None and s.tls.server_hello is not None,
             tls_alert=alert,
             tls_alert_by=alert_by,

@@ -52,6 +52,7 @@ class Segment:
     payload: bytes
     src_mac: str | None = None
     dst_mac: str | None = None
+    checksum_ok: bool | None = None  # TCP checksum of a segment with payload; None: not checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +266,8 @@ class Transport:
     last_ns: int = 0
     syn_retries: int = 0
     gaps: int = 0
+    client_bad_checksums: int = 0  # segments whose bytes were read, with a wrong TCP checksum
+    server_bad_checksums: int = 0
     tls_server_hello: bool = False  # the server answered a ClientHello with a ServerHello
     tls_alert: tuple[int, int] | None = None  # (level, description) of the first plaintext TLS alert
     tls_alert_by: str | None = None  # "client" or "server": who sent that alert

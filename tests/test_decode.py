@@ -517,6 +517,7 @@ def test_fast_path_and_general_path_agree() -> None:
         b"GET /3 HTTP/1.1\r\n",
         "66:77:88:99:aa:bb",
         "00:11:22:33:44:aa",
+        False,  # capbuild leaves the TCP checksum zero
     )
 
 
@@ -717,3 +718,64 @@ def test_mutated_real_packet_never_raises(noise: bytes, at: int) -> None:
     seg = decode(1, bytes(pkt), 1, 0, _drop)
     if seg is not None:
         assert seg.payload in pkt
+
+
+# -------------------------------------------------------------------------------------------
+# TCP checksums (counted, never acted on: reliability row D4)
+
+
+@pytest.mark.parametrize("v6", [False, True])
+@pytest.mark.parametrize("payload", [b"GET / HTTP/1.1\r\n\r\n", b"odd length!", b"\xff" * 1461])
+def test_tcp_checksum_of_packets_scapy_built(v6: bool, payload: bytes) -> None:
+    """scapy fills in correct checksums; one flipped payload bit or a zeroed checksum is wrong."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+
+    ip = IPv6(src="2001:db8::1", dst="2001:db8::2") if v6 else IP(src="10.0.0.1", dst="10.0.0.2")
+    good = bytes(Ether() / ip / TCP(sport=40000, dport=8000, flags="PA", seq=7) / payload)
+    seg, _ = one(1, good)
+    assert seg is not None and seg.payload == payload and seg.checksum_ok is True
+    bad = good[:-1] + bytes([good[-1] ^ 0x01])
+    seg, _ = one(1, bad)
+    assert seg is not None and seg.checksum_ok is False
+    empty, _ = one(1, bytes(Ether() / ip / TCP(sport=40000, dport=8000, flags="A")))
+    assert empty is not None and empty.checksum_ok is None  # no payload: not counted
+
+
+def test_tcp_checksum_not_judged_on_cut_packets() -> None:
+    """A packet cut by the snap length cannot be checked: None, not False."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    whole = bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(flags="PA") / (b"x" * 400))
+    seg, names = one(1, whole[:200])
+    assert seg is not None and seg.checksum_ok is None and "truncated-ip" in names
+
+
+CHECKSUMMED = [
+    "ndpi/1kxun.pcap",
+    "zeek/docker-http-upgrade.pcap",
+    "pcapplusplus/raw_ip.pcap",
+    "ndn-tools/ipv6-websocket-segmented.pcap",
+]
+
+
+@pytest.mark.parametrize("rel", CHECKSUMMED)
+def test_tcp_checksums_match_tshark(rel: str) -> None:
+    """Good and bad checksums (offload captures among them) as tshark's validation says."""
+    import shutil
+    import subprocess
+
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed")
+    fields = ["-Y", "tcp.len>0", "-T", "fields", "-e", "frame.number", "-e", "tcp.checksum.status"]
+    argv = ["tshark", "-n", "-r", str(DATA / rel), "-o", "tcp.check_checksum:TRUE", *fields]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=True).stdout
+    rows = [line.split("\t") for line in out.splitlines()]
+    theirs = {int(frame): status == "1" for frame, status in rows if status in ("0", "1")}
+    found, _ = segments(rel)
+    ours = {n: seg.checksum_ok for n, seg in found.items() if seg.payload and seg.checksum_ok is not None}
+    assert ours == theirs
+    if rel != "zeek/docker-http-upgrade.pcap":  # that one is all offload: every checksum wrong
+        assert True in ours.values() and False in ours.values()

@@ -184,3 +184,19 @@ def test_first_bytes_split_before_the_method_or_status_line_is_whole() -> None:
     assert hs.request is not None and hs.request.target == "/xiaozhi/v1/"
     assert hs.response is not None and hs.response.status == 101
     assert hs.request.frames[0] == w.segments[3].frame  # the frame that brought the first byte
+
+
+def test_wrong_tcp_checksums_are_counted_per_side() -> None:
+    """Segments whose bytes were read count per side when their TCP checksum is wrong (an
+    offloading capture host's own packets, or damage); the verdict does not change."""
+    import dataclasses
+
+    from tests.pcapwrite import ANSWER_101, UPGRADE
+    from tests.segments import CLIENT, Wire
+
+    w = Wire().handshake().send(True, UPGRADE, sizes=[40]).send(False, ANSWER_101).fin(True).fin(False)
+    marked = [dataclasses.replace(s, checksum_ok=s.src != CLIENT) if s.payload else s for s in w.segments]
+    (h,) = analyze_segments(marked).handshakes
+    assert (h.transport.client_bad_checksums, h.transport.server_bad_checksums) == (2, 0)
+    (plain,) = analyze_segments(w.segments).handshakes
+    assert h.outcome == plain.outcome and h.request == plain.request

@@ -175,6 +175,17 @@ def render_handshake(h: dict[str, Any], index: int, console: Console, verbose: b
     for f in h["findings"]:
         if verbose or f["severity"] != "info":
             _finding(f, console, verdict=False, verbose=verbose)
+    t = h["transport"]
+    if verbose and (t["client_bad_checksums"] or t["server_bad_checksums"]):
+        console.print(
+            Text(
+                f"  TCP checksums wrong in {t['client_bad_checksums']} client and "
+                f"{t['server_bad_checksums']} server segments: usual for packets the capturing host "
+                "sent itself (checksum offload; loopback and veth never fill them in), else the "
+                "packets were damaged and their receiver dropped them",
+                style="dim",
+            )
+        )
     if h["anomalies"] and verbose:
         names = ", ".join(sorted({a["name"] for a in h["anomalies"]}))
         console.print(Text(f"  anomalies: {names}", style="dim"))

@@ -138,6 +138,8 @@ def transport(t: Transport) -> dict[str, Any]:
         "server_bytes": t.server_bytes,
         "syn_retries": t.syn_retries,
         "gaps": t.gaps,
+        "client_bad_checksums": t.client_bad_checksums,
+        "server_bad_checksums": t.server_bad_checksums,
         "end": iso(t.last_ns),
         "tls": {
             "server_hello": t.tls_server_hello,

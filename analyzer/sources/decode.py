@@ -349,11 +349,12 @@ def _segment_factory() -> Callable[..., Segment]:
         "payload",
         "src_mac",
         "dst_mac",
+        "checksum_ok",
     )
     if names != expected or "__slots__" not in Segment.__dict__ or hasattr(Segment, "__post_init__"):
         return Segment
     new = object.__new__
-    s_frame, s_ts, s_src, s_dst, s_seq, s_ack, s_flags, s_payload, s_smac, s_dmac = (
+    s_frame, s_ts, s_src, s_dst, s_seq, s_ack, s_flags, s_payload, s_smac, s_dmac, s_csum = (
         Segment.__dict__[n].__set__ for n in names
     )
 
@@ -368,6 +369,7 @@ def _segment_factory() -> Callable[..., Segment]:
         payload: bytes,
         src_mac: str | None,
         dst_mac: str | None,
+        checksum_ok: bool | None = None,
     ) -> Segment:
         seg: Segment = new(Segment)
         s_frame(seg, frame)
@@ -380,12 +382,29 @@ def _segment_factory() -> Callable[..., Segment]:
         s_payload(seg, payload)
         s_smac(seg, src_mac)
         s_dmac(seg, dst_mac)
+        s_csum(seg, checksum_ok)
         return seg
 
     return make
 
 
 _new_segment = _segment_factory()
+
+
+def tcp_checksum_ok(src: bytes, dst: bytes, segment: bytes) -> bool:
+    """RFC 793/9293 TCP checksum over the IPv4 or IPv6 pseudo-header and the whole segment.
+
+    The one's-complement sum of 16-bit words is the number's value modulo 0xFFFF (2**16 is 1
+    modulo 0xFFFF), so two big-integer conversions do in C what a word loop does in Python; a
+    correct segment sums to 0xFFFF, which is 0 modulo 0xFFFF."""
+    length = len(segment)
+    if len(src) == 4:
+        pseudo = src + dst + b"\x00\x06" + length.to_bytes(2, "big")
+    else:
+        pseudo = src + dst + length.to_bytes(4, "big") + b"\x00\x00\x00\x06"
+    if length & 1:
+        segment += b"\x00"
+    return (int.from_bytes(pseudo, "big") + int.from_bytes(segment, "big")) % 0xFFFF == 0
 
 
 def _gre(d: bytes, off: int, end: int) -> tuple[int, int]:
@@ -444,8 +463,9 @@ def _gtp_u(d: bytes, off: int, end: int) -> tuple[int, int]:
 
 def _ip(
     d: bytes, off: int, version: int, n: int, frame: int, sink: AnomalySink | None
-) -> tuple[bytes, bytes, int, int] | None:
-    """Find the TCP header inside an IP packet: (src addr, dst addr, tcp offset, end) or None.
+) -> tuple[bytes, bytes, int, int, bool] | None:
+    """Find the TCP header inside an IP packet: (src addr, dst addr, tcp offset, end, whole) or
+    None. `whole`: the IP length fields were set and everything they cover was captured.
 
     `end` comes from the IP length fields, not the frame length, so Ethernet padding and
     trailers are not taken for payload. Tunnels (IP-in-IP, 6in4, 4in6, GRE, GTP-U) are
@@ -475,16 +495,17 @@ def _ip(
                 )
                 return None
             total = (d[off + 2] << 8) | d[off + 3]
+            whole = False
             if total == 0:  # TSO / checksum offload on the capturing host: length not filled in
                 end = n
             elif total < ihl:
                 _report(sink, "bad-ip-header", f"IPv4 total length {total} < header length {ihl}", frame)
                 return None
             else:
-                end = off + total
+                end, whole = off + total, True
                 if end > n:
                     _report(sink, "truncated-ip", f"IPv4 packet of {total} bytes, {n - off} captured", frame)
-                    end = n
+                    end, whole = n, False
             proto = d[off + 9]
             src, dst = d[off + 12 : off + 16], d[off + 16 : off + 20]
             off += ihl
@@ -498,15 +519,16 @@ def _ip(
             plen = (d[off + 4] << 8) | d[off + 5]
             proto = d[off + 6]
             src, dst = d[off + 8 : off + 24], d[off + 24 : off + 40]
+            whole = False
             if plen == 0:  # jumbogram or offload: take what was captured
                 end = n
             else:
-                end = off + 40 + plen
+                end, whole = off + 40 + plen, True
                 if end > n:
                     _report(
                         sink, "truncated-ip", f"IPv6 payload of {plen} bytes, {n - off - 40} captured", frame
                     )
-                    end = n
+                    end, whole = n, False
             off += 40
             for _hop in range(_MAX_V6_EXT + 1):
                 if proto in _V6_EXT or proto == 51 or proto == 44:
@@ -543,7 +565,7 @@ def _ip(
         else:
             return None
         if proto == 6:
-            return src, dst, off, end
+            return src, dst, off, end, whole
         if proto == 4:
             version = 4
         elif proto == 41:
@@ -576,7 +598,7 @@ def _segment(
     found = _ip(d, off, version, len(d) if stop < 0 else stop, frame, sink)
     if found is None:
         return None
-    src, dst, t, end = found
+    src, dst, t, end, whole = found
     if end - t < 20:
         _report(sink, "truncated-header", f"TCP header cut at {max(0, end - t)} bytes", frame)
         return None
@@ -590,6 +612,7 @@ def _segment(
         return None
     if linktype >= 0:
         src_mac, dst_mac = _native_macs(linktype, d)
+    payload = d[t + hl : end]
     return _new_segment(
         frame,
         ts_ns,
@@ -598,9 +621,10 @@ def _segment(
         seq,
         ack,
         flags,
-        d[t + hl : end],
+        payload,
         src_mac,
         dst_mac,
+        tcp_checksum_ok(src, dst, d[t:end]) if payload and whole else None,
     )
 
 
@@ -625,6 +649,7 @@ def decode(
             hl = (doff >> 4) << 2
             if 20 <= hl <= total - 20:
                 macs = _ether_macs(data)
+                payload = data[34 + hl : 14 + total]
                 return _new_segment(
                     frame,
                     ts_ns,
@@ -633,9 +658,10 @@ def decode(
                     seq,
                     ack,
                     flags,
-                    data[34 + hl : 14 + total],
+                    payload,
                     macs[0],
                     macs[1],
+                    tcp_checksum_ok(data[26:30], data[30:34], data[34 : 14 + total]) if payload else None,
                 )
     if not data:
         return None
