@@ -241,7 +241,8 @@ def analyze(
             help="Change one bound, NAME=VALUE, repeatable: max_head_bytes (65536), max_headers (1000), "
             "max_body_bytes, max_ooo_bytes (per direction), max_ooo_segments, max_frames, "
             "max_frame_payload, max_inflate_bytes, syn_timeout_s, max_anomaly_samples, "
-            "max_record_bytes, max_block_bytes. Hitting a bound is a named anomaly.",
+            "max_record_bytes, max_block_bytes, max_handshakes (10000 kept for the report). "
+            "Hitting a bound is a named anomaly.",
             metavar="NAME=VALUE",
         ),
     ] = None,

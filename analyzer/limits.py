@@ -26,6 +26,7 @@ class Limits:
     idle_timeout_s: float = 300.0  # established flows with no packet for this long are closed
     syn_timeout_s: float = 60.0  # half-open flows (SYN only) expire sooner
     max_anomaly_samples: int = 25  # per anomaly name; further ones are only counted
+    max_handshakes: int = 10_000  # handshakes and OTA exchanges kept for the report (the first ones)
 
 
 DEFAULT_LIMITS = Limits()

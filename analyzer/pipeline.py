@@ -46,6 +46,8 @@ class ConnectionTable:
         self.harvest = Harvest()
         self._since_sweep = 0
         self._evicted = 0
+        self._not_kept = 0  # handshakes and OTA exchanges past `limits.max_handshakes`
+        self._limit_note: int | None = None  # where the handshake-limit anomaly is, once made
         self.on_close: Callable[[Conversation], None] | None = None  # told of every finished one
 
     def feed(self, seg: Segment) -> Conversation:
@@ -117,10 +119,24 @@ class ConnectionTable:
         h.connections += 1
         if transport.client_payload is Payload.TLS and transport.tls_server_hello:
             h.tls_sessions += 1
+        if self.on_done is not None:  # live mode: reported right away, not kept (a capture may run for weeks)
+            self.on_done(handshakes, otas)
+            return
+        room = self.limits.max_handshakes - len(h.handshakes) - len(h.otas)
+        if len(handshakes) + len(otas) > room:  # a reconnect storm or a scan: keep the first ones
+            self._not_kept += len(handshakes) + len(otas) - max(room, 0)
+            handshakes, otas = handshakes[: max(room, 0)], otas[: max(room - len(handshakes), 0)]
+            detail = (
+                f"more than {self.limits.max_handshakes} handshakes and OTA exchanges; "
+                f"{self._not_kept} later ones not kept (--limit max_handshakes=N)"
+            )
+            if self._limit_note is None:
+                self._limit_note = len(h.anomalies)
+                h.anomalies.append(Anomaly("handshake-limit", detail))
+            else:
+                h.anomalies[self._limit_note] = Anomaly("handshake-limit", detail)
         h.handshakes.extend(handshakes)
         h.otas.extend(otas)
-        if self.on_done is not None:  # live mode: report this connection's attempts right away
-            self.on_done(handshakes, otas)
 
 
 def worth_reporting(hs: Handshake, attempt_ports: set[int], expect_port: int | None) -> bool:

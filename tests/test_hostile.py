@@ -1418,3 +1418,35 @@ def test_live_write_file_never_follows_a_symlink_and_is_private(tmp_path: Path) 
     old.chmod(0o644)
     PcapngWriter(str(old), 1, "lo")
     assert os.stat(old).st_mode & 0o777 == 0o600
+
+
+def test_reconnect_storm_keeps_the_first_handshakes_and_counts_the_rest() -> None:
+    """A device reconnecting all day (or a scan) cannot grow memory without end: past
+    `max_handshakes` the later attempts are counted in one `handshake-limit` anomaly."""
+    from analyzer.limits import Limits
+    from analyzer.model import Endpoint
+    from analyzer.pipeline import analyze_segments
+
+    segments = []
+    for i in range(30):
+        w = Wire(client=Endpoint("192.168.1.50", 40000 + i))
+        w.handshake().send(True, UPGRADE).send(False, ANSWER_403).fin(False).fin(True)
+        segments += w.segments
+    harvest = analyze_segments(segments, Limits(max_handshakes=10))
+    assert [h.client.port for h in harvest.handshakes] == list(range(40000, 40010))
+    [note] = [a for a in harvest.anomalies if a.name == "handshake-limit"]
+    assert "20 later ones not kept" in note.detail
+    assert harvest.connections == 30
+
+
+def test_live_mode_keeps_no_handshakes_after_reporting_them() -> None:
+    """In live mode every finished connection is handed over and forgotten: a capture that runs
+    for weeks keeps nothing per handshake."""
+    from analyzer.pipeline import ConnectionTable
+
+    seen: list[int] = []
+    table = ConnectionTable(on_done=lambda hs, otas: seen.extend(h.tcp_stream for h in hs))
+    for seg in Wire().handshake().send(True, UPGRADE).send(False, ANSWER_403).fin(False).fin(True).segments:
+        table.feed(seg)
+    table.flush()
+    assert seen == [0] and table.harvest.handshakes == [] and table.harvest.connections == 1
