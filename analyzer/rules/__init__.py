@@ -5,7 +5,8 @@
 (severity, rank) and names the cause of each failed handshake.
 
 Families: WS0xx transport/TLS, WS1xx the request (RFC 6455/9112), WS2xx the xiaozhi contract,
-WS3xx the answer, WS4xx OTA correlation, WS5xx TLS certificates, names and alerts.
+WS3xx the answer, WS4xx OTA correlation, WS5xx TLS certificates, names and alerts, WS6xx the two
+legs of an attempt through a proxy, compared.
 
 A handshake *failed* when it did not get a 101, or when some rule reported an ERROR on it:
 rules emit ERROR on an upgraded handshake only when the frames show an in-band rejection
@@ -30,12 +31,12 @@ from analyzer.model import (
     Severity,
 )
 from analyzer.reproduce import command
-from analyzer.rules import ota, request, response, tls, transport, xiaozhi
+from analyzer.rules import legs, ota, request, response, tls, transport, xiaozhi
 from analyzer.rules._facts import (
     AUTH_FAILED_TEXT,
     NO_IDENTITY_TEXT,
+    CaptureIndex,
     HandshakeIndex,
-    OtaIndex,
     hs_time,
     is_websocket_attempt,
     is_xiaozhi_request,
@@ -43,7 +44,7 @@ from analyzer.rules._facts import (
 from analyzer.rules._rule import Context, Hit, Rule, rule, sort_key
 
 RULES: tuple[Rule, ...] = (
-    transport.RULES + request.RULES + xiaozhi.RULES + response.RULES + ota.RULES + tls.RULES
+    transport.RULES + request.RULES + xiaozhi.RULES + response.RULES + ota.RULES + tls.RULES + legs.RULES
 )
 CAUSE_NAMES: tuple[str, ...] = tuple(r.name for r in RULES)
 
@@ -130,7 +131,7 @@ def diagnose(
     """One Diagnosis per handshake, in input order."""
     rules = selected_rules(config)
     xiaozhi_servers = {hs.server for hs in handshakes if _speaks_xiaozhi(hs)}
-    index = OtaIndex(otas)
+    index = CaptureIndex(handshakes, otas)
     out = []
     for hs in handshakes:
         xiaozhi = _xiaozhi_profile(hs, xiaozhi_servers, otas, config)

@@ -496,6 +496,22 @@ class HandshakeIndex(_DeviceIndex):
         super().__init__(sorted(rows, key=lambda row: row[0]))
 
 
+class CaptureIndex:
+    """What rules look up across the whole capture, built once per diagnosis run: the OTA
+    exchanges, and the handshakes by `Sec-WebSocket-Key` (a proxy forwards the key unchanged,
+    so the two legs of one attempt through it share it)."""
+
+    __slots__ = ("by_key", "otas")
+
+    def __init__(self, handshakes: Sequence[Handshake], otas: Sequence[OtaExchange]) -> None:
+        self.otas = OtaIndex(otas)
+        self.by_key: dict[str, list[Handshake]] = {}
+        for hs in handshakes:
+            key = hs.request.header("sec-websocket-key") if hs.request is not None else None
+            if key and key.strip():
+                self.by_key.setdefault(key.strip(), []).append(hs)
+
+
 def ota_for(hs: Handshake, otas: OtaIndex) -> OtaExchange | None:
     """The last OTA exchange of the same device (Device-Id, else client IP) before this handshake."""
     device = identity(hs.request).device_id if hs.request is not None else None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from analyzer.config import Config
 from analyzer.model import Finding, Handshake, OtaExchange, Severity
-from analyzer.rules._facts import OtaIndex
+from analyzer.rules._facts import CaptureIndex
 
 SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 DOC_SECTIONS = ("What it checks", "Why it is refused", "Example", "Fix", "References")
@@ -46,16 +46,16 @@ class Context:
     otas: Sequence[OtaExchange] = ()
     xiaozhi: bool = False
     now_ns: int = 0
-    ota_index: OtaIndex | None = None  # of `otas`; built here when not given
+    index: CaptureIndex | None = None  # of `handshakes` and `otas`; built here when not given
 
     def __post_init__(self) -> None:
-        if self.ota_index is None:
-            object.__setattr__(self, "ota_index", OtaIndex(self.otas))
+        if self.index is None:
+            object.__setattr__(self, "index", CaptureIndex(self.handshakes, self.otas))
 
     @property
-    def ota_lookup(self) -> OtaIndex:
-        assert self.ota_index is not None  # set by __post_init__
-        return self.ota_index
+    def lookup(self) -> CaptureIndex:
+        assert self.index is not None  # set by __post_init__
+        return self.index
 
 
 Check = Callable[[Handshake, Context], Iterator[Hit]]

@@ -79,7 +79,7 @@ def unreachable_reason(host: str, device_ip: str) -> str | None:
 
 
 def _ota_url(hs: Handshake, ctx: Context) -> tuple[OtaExchange, WsUrl] | None:
-    ota = ota_for(hs, ctx.ota_lookup)
+    ota = ota_for(hs, ctx.lookup.otas)
     ws = ota_websocket(ota) if ota is not None else None
     url = parse_ws_url(ws.get("url")) if ws is not None else None
     return (ota, url) if ota is not None and url is not None else None

@@ -377,7 +377,7 @@ def malformed_client_id(hs: Handshake, ctx: Context) -> Iterator[Hit]:
 
 
 def _ota_note(hs: Handshake, ctx: Context) -> str:
-    ota = ota_for(hs, ctx.ota_lookup)
+    ota = ota_for(hs, ctx.lookup.otas)
     ws = ota_websocket(ota) if ota is not None else None
     if ota is None or ws is None:
         return ""
@@ -693,7 +693,7 @@ def token_bound_to_other_device(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     token = bearer_token(ident.authorization)
     if token is None or ident.device_id is None:
         return
-    for ota in ctx.ota_lookup.by_token.get(token, ()):
+    for ota in ctx.lookup.otas.by_token.get(token, ()):
         ota_dev = ota.request.header("device-id") or ""
         ota_client = ota.request.header("client-id") or ota_dev
         if (ota_dev, ota_client) != (ident.device_id, ident.client_id or "None"):
