@@ -98,3 +98,22 @@ def test_recorded_nginx_legs() -> None:
     assert len(messages) == 2
     assert all("dropped `Upgrade`" in m and "`Connection` 'Upgrade' → 'close'" in m for m in messages)
     assert "the backend answered HTTP 200 OK" in messages[0] and "Server is running" in messages[0]
+
+
+def test_gateway_error_names_the_proxys_failed_upstream_connection() -> None:
+    """A 502 from nginx with, in the same capture, nginx's own SYN to the backend answered by RST
+    while the request waited: the cause says so instead of guessing."""
+    from factories import syn_only
+
+    from analyzer.model import Transport
+
+    down = make_handshake(
+        server=PROXY, response=make_response(502, "<html>bad gateway</html>", server="nginx")
+    )
+    refused = Transport(syn=True, server_rst=True, first_ns=T0 + MS, last_ns=T0 + MS)
+    upstream = replace(syn_only(rst=True), tcp_stream=1, server=BACKEND, transport=refused)
+    d = diag(down, others=[upstream])
+    assert d.cause is not None and d.cause.name == "proxy-rejected"
+    assert "its own connection to 172.17.0.2:8000 was refused (RST)" in d.cause.message
+    too_late = replace(upstream, transport=replace(refused, first_ns=T0 + 5 * MS))  # after the 502
+    assert d.cause.message != diag(down, others=[too_late]).cause.message  # type: ignore[union-attr]

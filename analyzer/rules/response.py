@@ -223,6 +223,23 @@ def wrong_service(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         )
 
 
+def _failed_upstream(hs: Handshake, ctx: Context) -> Handshake | None:
+    """The proxy's failed connection to its upstream, when the capture has it: a connection
+    that carried no request, opened after this request came and before the gateway error."""
+    if hs.request is None or hs.response is None or not hs.request.ts_ns:
+        return None
+    start, answered = hs.request.ts_ns, hs.response.ts_ns or hs.request.ts_ns
+    tried = [
+        o
+        for o in ctx.handshakes
+        if o.request is None
+        and o.server != hs.server
+        and o.transport.syn
+        and start <= o.transport.first_ns <= answered
+    ]
+    return min(tried, key=lambda o: o.transport.first_ns - start) if tried else None
+
+
 def _socketio(req: HttpRequest, resp: HttpResponse) -> bool:
     """A Socket.IO server refusing a plain WebSocket client: Node's engine.io says `Transport
     unknown`; python-socketio under uvicorn closes before accept (a bare 403) when `EIO=` is missing."""
@@ -250,7 +267,9 @@ def proxy_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     403/401/429 answers written by a proxy or CDN (`Server: nginx`, `cloudflare`, `Via`,
     `CF-RAY`, an HTML error page), 502/503/504 gateway errors, and bare 403s with no page and no
     Server header that no more specific rule explains (an application's refusal: uvicorn turns a
-    Starlette app's close-before-accept into exactly that).
+    Starlette app's close-before-accept into exactly that). For a 502/504, the proxy's own
+    failed connection to its upstream is named when the capture has it (opened after the request
+    came, before the error page).
 
     Why it is refused:
     xiaozhi-server never answers 401/403/404 on its WebSocket port, so such pages come from what
@@ -276,6 +295,23 @@ def proxy_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     server = server_header(resp).lower()
     if resp.status in (502, 504):
         who = proxy or "the gateway"
+        upstream = _failed_upstream(hs, ctx)
+        if upstream is not None:
+            t = upstream.transport
+            how = (
+                "was refused (RST): nothing listens there"
+                if t.server_rst and not t.syn_ack
+                else "got no answer (SYN unanswered)"
+                if not t.syn_ack
+                else "failed"
+            )
+            yield Hit(
+                f"{who} answered {resp.status}: its own connection to {upstream.server} {how} "
+                f"(tcp.stream {upstream.tcp_stream}, while this request waited)",
+                evidence=describe_answer(resp),
+                rank=15,
+            )
+            return
         yield Hit(
             f"{who} answered {resp.status}: the upstream WebSocket server is down or unreachable, or the "
             "proxy talks HTTP/1.0 to it (proxy_http_version 1.1 missing)",
