@@ -66,7 +66,8 @@ def fail(message: str, code: int = EXIT_UNREADABLE) -> typer.Exit:
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
-    """Directories stand for the capture files directly inside them, in name order."""
+    """Directories stand for the capture files in them and below (rotated captures often sit in
+    dated folders), in path order; links to directories are not followed."""
     out: list[str] = []
     for item in inputs:
         p = Path(item)
@@ -74,7 +75,10 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             print(f"wsdiag: waiting for a writer on the FIFO {item} (Ctrl-C to stop)", file=sys.stderr)
         if item != "-" and p.is_dir():
             found = sorted(
-                str(f) for f in p.iterdir() if f.is_file() and f.name.lower().endswith(CAPTURE_SUFFIXES)
+                os.path.join(root, name)
+                for root, _dirs, files in os.walk(p)
+                for name in files
+                if name.lower().endswith(CAPTURE_SUFFIXES) and os.path.isfile(os.path.join(root, name))
             )
             if not found:
                 raise fail(f"{item}: directory holds no capture files (*.pcap, *.pcapng, *.gz)")
@@ -167,7 +171,7 @@ def analyze(
     inputs: Annotated[
         list[str],
         typer.Argument(
-            help="Capture files (pcap, pcapng, .gz), directories of them, or - for stdin.",
+            help="Capture files (pcap, pcapng, .gz), directories of them (searched down), or - for stdin.",
             metavar="CAPTURE...",
         ),
     ],

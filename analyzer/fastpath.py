@@ -133,6 +133,8 @@ class Bypass:
             ):
                 return False
             if plen:  # StreamReassembler.feed() of a discarded stream, inlined
+                if ts > conv.last_data_ns:
+                    conv.last_data_ns = ts
                 base = sst._base
                 if base is None:
                     return False

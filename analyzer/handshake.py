@@ -122,6 +122,9 @@ class Conversation:
         self.client: Endpoint | None = None
         self.first_ns = first.ts_ns
         self.last_ns = first.ts_ns
+        self.last_data_ns = 0  # the last segment with payload, either way (fast path keeps it too)
+        self.closed_ns = 0  # the first FIN or RST, and who sent it
+        self.closed_by: Endpoint | None = None
         self.syn_seq: int | None = None
         self.syn_retries = 0
         self.closed = False
@@ -144,6 +147,10 @@ class Conversation:
         if seg.src_mac and side.mac is None:
             side.mac = seg.src_mac
         flags = seg.flags
+        if seg.payload and seg.ts_ns > self.last_data_ns:
+            self.last_data_ns = seg.ts_ns
+        if flags & (_FIN | _RST) and self.closed_by is None:
+            self.closed_ns, self.closed_by = seg.ts_ns, seg.src
         if flags & _SYN:
             self._syn(seg, side)
         if flags & _RST:
@@ -438,6 +445,9 @@ class Conversation:
             gaps=c.stream.gaps + s.stream.gaps,
             client_bad_checksums=c.bad_checksums,
             server_bad_checksums=s.bad_checksums,
+            last_data_ns=self.last_data_ns,
+            closed_ns=self.closed_ns,
+            closed_by=None if self.closed_by is None else "client" if self.closed_by == client else "server",
             tls_server_hello=s.tls is not None and s.tls.server_hello is not None,
             tls_alert=alert,
             tls_alert_by=alert_by,

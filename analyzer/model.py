@@ -268,6 +268,9 @@ class Transport:
     gaps: int = 0
     client_bad_checksums: int = 0  # segments whose bytes were read, with a wrong TCP checksum
     server_bad_checksums: int = 0
+    last_data_ns: int = 0  # the last segment that carried payload, either way
+    closed_ns: int = 0  # the first FIN or RST
+    closed_by: str | None = None  # "client" or "server": who sent it
     tls_server_hello: bool = False  # the server answered a ClientHello with a ServerHello
     tls_alert: tuple[int, int] | None = None  # (level, description) of the first plaintext TLS alert
     tls_alert_by: str | None = None  # "client" or "server": who sent that alert

@@ -95,11 +95,17 @@ def test_help_teaches_exit_codes_and_examples() -> None:
 
 
 def test_directory_input_expands_to_its_captures(tmp_path: Path) -> None:
+    """In path order, subfolders included (rotated captures in dated folders); a link to a
+    directory is not followed (no loops, nothing outside the tree)."""
     (tmp_path / "a.pcap").write_bytes(GOOD.read_bytes())
     (tmp_path / "b.pcap").write_bytes(AUTH_FAILED.read_bytes())
     (tmp_path / "notes.txt").write_text("not a capture")
+    (tmp_path / "2026-11-25").mkdir()
+    (tmp_path / "2026-11-25" / "c.pcap.gz").write_bytes(gzip.compress(GOOD.read_bytes()))
+    (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
     doc = json.loads(wsdiag("analyze", str(tmp_path), "-f", "json").stdout)
-    assert [Path(i["path"]).name for i in doc["inputs"]] == ["a.pcap", "b.pcap"]
+    paths = [Path(i["path"]).relative_to(tmp_path).as_posix() for i in doc["inputs"]]
+    assert paths == ["2026-11-25/c.pcap.gz", "a.pcap", "b.pcap"]
 
 
 def test_limits_are_configurable_and_hitting_one_is_named() -> None:

@@ -21,8 +21,10 @@ from factories import (
     syn_only,
     text,
 )
+from websockets.frames import Frame, Opcode
 
-from analyzer.model import Endpoint, Payload, Transport
+from analyzer.config import Config
+from analyzer.model import Endpoint, Handshake, Payload, Severity, Transport
 
 
 def test_syn_answered_by_rst_is_port_closed() -> None:
@@ -187,3 +189,37 @@ def test_request_head_that_never_ended_is_named_in_the_no_answer_verdict() -> No
     d = diag(silent_drop(make_request(anomalies=("head-incomplete",))))
     assert cause(d) == "no-answer"
     assert d.cause is not None and "never ended" in d.cause.message
+
+
+def _idle_session(silence_s: float, closer_is_server: bool) -> Handshake:
+    """A real-timed connection: upgrade, a frame each way, `silence_s` without a byte, a FIN."""
+    from analyzer.pipeline import analyze_segments
+    from tests.pcapwrite import ANSWER_101, UPGRADE
+    from tests.segments import Wire
+
+    hello = Frame(Opcode.TEXT, b'{"type":"hello"}').serialize(mask=True, extensions=None)
+    pong = Frame(Opcode.TEXT, b'{"type":"hello"}').serialize(mask=False, extensions=None)
+    w = Wire().handshake().send(True, UPGRADE).send(False, ANSWER_101).send(True, hello).send(False, pong)
+    w.ts += int(silence_s * 1e9)
+    w.fin(not closer_is_server).fin(closer_is_server)
+    (hs,) = analyze_segments(w.segments).handshakes
+    return hs
+
+
+def test_close_after_a_proxy_idle_timeout_is_named() -> None:
+    """60 s of silence, then the server side (nginx, toward the device) closes: the idle
+    timeout is named with who closed; the same from the client side (the proxy, on the backend
+    leg) too; 45 s matches no known timeout."""
+    from analyzer.rules import diagnose
+
+    hs = _idle_session(60.3, closer_is_server=True)
+    assert hs.transport.closed_by == "server"
+    [d] = diagnose([hs], [], Config())
+    [f] = [f for f in d.findings if f.name == "closed-after-idle"]
+    assert f.severity == Severity.WARNING and "60.3 s" in f.message and "proxy_read_timeout" in f.message
+    assert "(server) closed" in f.message
+    [d] = diagnose([_idle_session(100.5, closer_is_server=False)], [], Config())
+    found = [f.message for f in d.findings if f.name == "closed-after-idle"]
+    assert len(found) == 1 and "(client) closed" in found[0] and "Cloudflare" in found[0]
+    [d] = diagnose([_idle_session(45.0, closer_is_server=True)], [], Config())
+    assert not any(f.name == "closed-after-idle" for f in d.findings)

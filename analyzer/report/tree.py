@@ -140,6 +140,10 @@ def transport(t: Transport) -> dict[str, Any]:
         "gaps": t.gaps,
         "client_bad_checksums": t.client_bad_checksums,
         "server_bad_checksums": t.server_bad_checksums,
+        "closed_by": t.closed_by,
+        "idle_before_close_s": round((t.closed_ns - t.last_data_ns) / 1e9, 3)
+        if t.closed_ns and t.last_data_ns and t.closed_ns >= t.last_data_ns
+        else None,
         "end": iso(t.last_ns),
         "tls": {
             "server_hello": t.tls_server_hello,

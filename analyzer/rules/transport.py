@@ -386,6 +386,61 @@ def no_server_hello(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         )
 
 
+# Documented idle timeouts of what sits between a device and its server, by their seconds.
+IDLE_CLOSERS = (
+    (60, "nginx's `proxy_read_timeout` (60 s by default), or a load balancer's idle timeout (AWS ALB: 60 s)"),
+    (100, "Cloudflare's proxy (it closes WebSocket connections idle for 100 s)"),
+    (270, "Cloudflare Zero Trust / cloudflared (270 s idle)"),
+    (350, "an AWS Network Load Balancer (350 s idle timeout for TCP)"),
+)
+IDLE_SLACK_S = 2.0  # a timer fires a little late; captures stamp a little early or late
+
+
+@rule(
+    "WS008",
+    "closed-after-idle",
+    Severity.WARNING,
+    rank=70,
+    title="After the upgrade, the connection was closed after a fixed silence: a proxy's idle timeout",
+    fix="Keep the connection busy (WebSocket pings more often than the timeout; xiaozhi-server's websockets "
+    "library pings every 20 s unless disabled) or raise the timeout: nginx `proxy_read_timeout 3600s;` "
+    "(and `proxy_send_timeout`), the load balancer's idle timeout.",
+)
+def closed_after_idle(hs: Handshake, ctx: Context) -> Iterator[Hit]:
+    """What it checks:
+    An upgraded connection whose first FIN or RST came after a silence (no payload either way)
+    matching a well-known idle timeout to within 2 s: 60 s (nginx `proxy_read_timeout`, AWS
+    ALB), 100 s (Cloudflare), 270 s (Cloudflare Zero Trust), 350 s (AWS NLB). Names who closed.
+
+    Why it is refused:
+    A proxy or load balancer drops a connection nothing was sent on for its idle timeout,
+    whatever the WebSocket is for; the device sees a close 1006 (no Close frame) "every minute"
+    or on the second conversation turn. Seen from the backend, the proxy (its client) closes.
+
+    Example:
+    101, audio frames, 60.0 s of silence, then `FIN` from the nginx side.
+
+    Fix:
+    Send pings more often than the timeout, or raise the proxy's timeout.
+
+    References:
+    field-failures D6; xiaozhi-protocol.md (websockets keep-alive: ping every 20 s).
+    """
+    t = hs.transport
+    if hs.response is None or hs.response.status != 101 or not t.closed_ns or not t.last_data_ns:
+        return
+    silence = (t.closed_ns - t.last_data_ns) / 1e9
+    for seconds, who in IDLE_CLOSERS:
+        if abs(silence - seconds) <= IDLE_SLACK_S:
+            closer = hs.server if t.closed_by == "server" else hs.client
+            yield Hit(
+                f"{closer} ({t.closed_by}) closed the connection after {silence:.1f} s without a byte either "
+                f"way: {who}",
+                evidence=f"last payload, then {silence:.1f} s, then the first FIN/RST from the {t.closed_by}",
+            )
+            return
+
+
 RULES = (
     port_closed,
     no_answer,
@@ -394,4 +449,5 @@ RULES = (
     plain_to_tls_port,
     tls_handshake_failed,
     no_server_hello,
+    closed_after_idle,
 )
