@@ -223,3 +223,21 @@ def test_close_after_a_proxy_idle_timeout_is_named() -> None:
     assert len(found) == 1 and "(client) closed" in found[0] and "Cloudflare" in found[0]
     [d] = diagnose([_idle_session(45.0, closer_is_server=True)], [], Config())
     assert not any(f.name == "closed-after-idle" for f in d.findings)
+
+
+def test_recorded_nginx_idle_timeout() -> None:
+    """Real nginx 1.22 (proxy_read_timeout 60s) between a websockets client and an echo server,
+    neither sending pings: nginx closes both legs 60 s after the last byte; each leg says who."""
+    from pathlib import Path
+
+    from analyzer.run import analyze_path
+
+    capture = Path(__file__).resolve().parent.parent / "captures" / "nginx-idle-timeout-60s.pcap"
+    report = analyze_path(str(capture))
+    seen = {}
+    for d in report.diagnoses:
+        [f] = [f for f in d.findings if f.name == "closed-after-idle"]
+        assert "after 60.0 s without a byte" in f.message and "proxy_read_timeout" in f.message
+        seen[d.handshake.server.port] = d.handshake.transport.closed_by
+        assert d.cause is None  # the upgrade itself worked
+    assert seen == {8080: "server", 8000: "client"}  # nginx closed toward the device, and upstream

@@ -949,6 +949,18 @@ def sc_nginx_underscore(ctx: Ctx) -> dict:
         return raw_exchange("127.0.0.1", np_, esp32_request("127.0.0.1", PATH, h))
 
 
+@scenario("nginx-idle-timeout-60s", "websockets client (no pings) -> nginx -> websockets echo (no pings)",
+          "documented proxy config (proxy_read_timeout 60s); one message each way, then silence: nginx "
+          "closes both legs 60 s after the backend last sent anything (the client sees 1006)",
+          [("websockets", NGINX, "none"), ("nginx", "websockets(echo)", "none")])
+def sc_nginx_idle(ctx: Ctx) -> dict:
+    np_, bp = ctx.port(8080), ctx.port(8000)
+    ctx.aux("ws-quiet", bp)
+    ctx.nginx("proxy-upgrade.conf", np_, f"127.0.0.1:{bp}")
+    with ctx.capture(np_, bp):
+        return ws_client(f"ws://127.0.0.1:{np_}{PATH}", first="hello", wait=70, ping_interval=None)
+
+
 @scenario("nginx-redirect-301-no-slash", "esp32-fw-sim -> nginx",
           "request for /xiaozhi/v1 (no trailing slash) to a 'location /xiaozhi/v1/ { proxy_pass ... }' "
           "-> nginx's automatic 301 to /xiaozhi/v1/ (WebSocket clients do not follow it)",

@@ -10,6 +10,7 @@ Sub-commands (each runs until killed):
                  manager-api-style JSON body {"code":401,...} (spec 5, last bullets).
   ws-origins     websockets serve(origins=[...]) echo server (library's 403).
   ws-subproto    websockets serve(subprotocols=["chat"]) echo server.
+  ws-quiet       websockets echo server with its keep-alive pings off (ping_interval=None).
   ws-tls         websockets echo server behind a Python ssl context (wss only).
   raw-silent     TCP server that reads the request and never answers.
   raw-reset      TCP server that reads the request and closes with SO_LINGER 0 (RST).
@@ -222,6 +223,8 @@ def main() -> None:
         asyncio.run(_serve_ws(a.host, a.port, origins=a.origin or ["http://allowed.example"]))
     elif a.mode == "ws-subproto":
         asyncio.run(_serve_ws(a.host, a.port, subprotocols=["chat"]))
+    elif a.mode == "ws-quiet":
+        asyncio.run(_serve_ws(a.host, a.port, ping_interval=None))
     elif a.mode == "ws-tls":
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(a.certfile, a.keyfile)
@@ -236,7 +239,7 @@ if __name__ == "__main__":
     main()
 
 
-def make_socketio_app():  # noqa: ANN201 - uvicorn --factory entry point
+def make_socketio_app():  # uvicorn --factory entry point
     """A python-socketio ASGI server (recording only: `pip install python-socketio`). Its WebSocket
     transport expects Engine.IO (`/socket.io/?EIO=4&transport=websocket`); a plain WebSocket
     client is refused before accept, which uvicorn answers with 403."""
