@@ -758,3 +758,25 @@ def test_pcapng_file_builder_round_trip() -> None:
     _, records = read(pcapng_file(packets))
     assert [r.data for r in records] == packets
     assert [r.ts_ns for r in records] == [1_700_000_000_000_000_000 + i * 1000 for i in range(3)]
+
+
+def test_pcapng_interface_facts_follow_each_packet() -> None:
+    """Interface 0 means another interface in a new section, and a packet block on another
+    interface may come between two on the same one: each packet gets its own interface's link
+    type and clock."""
+    from capbuild import idb, option, pb, shb
+
+    nano = option(9, b"\x09")  # if_tsresol: 10^-9
+    data = (
+        shb() + idb(1) + idb(113, options=nano)
+        + epb(http_packet(), ifid=0, ts=1_000_000) + pb(b"\x00" * 20, ifid=1, ts=5_000_000_000)
+        + epb(http_packet(), ifid=0, ts=2_000_000)
+        + shb() + idb(113, options=nano) + epb(b"\x00" * 20, ifid=0, ts=7_000_000_000)
+    )
+    _, records = read(data)
+    assert [(r.linktype, r.ts_ns) for r in records] == [
+        (1, 1_000_000_000),  # microseconds
+        (113, 5_000_000_000),  # nanoseconds
+        (1, 2_000_000_000),
+        (113, 7_000_000_000),  # interface 0 of the second section
+    ]
