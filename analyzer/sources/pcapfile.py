@@ -485,6 +485,7 @@ class _Section:
         self.u32 = struct.Struct(order + "I").unpack_from
         self.hdr = struct.Struct(order + "II").unpack_from
         self.epb = struct.Struct(order + "IIIII").unpack_from
+        self.epb_whole = struct.Struct(order + "IIIIIII").unpack_from  # with the block header
         self.pb = struct.Struct(order + "HHIIII").unpack_from
         self.opt = struct.Struct(order + "HH").unpack_from
         self.idb = struct.Struct(order + "HHI").unpack_from
@@ -574,7 +575,7 @@ def _read_pcapng(
     pos, base, end = blen, 0, len(buf)
     frame = packets = 0
     last_ts = 0
-    epb = sec.epb
+    epb, epb_whole = sec.epb, sec.epb_whole
     new, set_frame, set_ts, set_lt = _new, _set_frame, _set_ts, _set_lt
     set_data, set_wirelen = _set_data, _set_wirelen
     hdr = sec.hdr
@@ -590,13 +591,18 @@ def _read_pcapng(
                     return
                 if end < 12:
                     raise _Stop("capture-truncated", f"the file ends inside a block header ({end} bytes)")
-            btype, blen = hdr(buf, pos)
+            if end - pos >= 28:  # one unpack reads an EPB's header and packet fields at once
+                btype, blen, ifid, ts_hi, ts_lo, caplen, wirelen = epb_whole(buf, pos)
+                unpacked = True
+            else:
+                btype, blen = hdr(buf, pos)
+                unpacked = False
             if btype == _BT_SHB:
                 bom = buf[pos + 8 : pos + 12]
                 if bom not in (_BOM_LE, _BOM_BE):
                     raise _Stop("capture-damaged", f"section header with bad byte-order magic {bom.hex()}")
                 sec = _SECTIONS["<" if bom == _BOM_LE else ">"]
-                epb, hdr, u32 = sec.epb, sec.hdr, sec.u32
+                epb, epb_whole, hdr, u32 = sec.epb, sec.epb_whole, sec.hdr, sec.u32
                 blen = u32(buf, pos + 4)[0]
                 if blen > SHB_MAX_BYTES:
                     raise _Stop("capture-damaged", f"section header block of {blen} bytes (> 1 MiB)")
@@ -631,7 +637,8 @@ def _read_pcapng(
             if btype == _BT_EPB:
                 if blen < 32:
                     raise _Stop("capture-damaged", f"enhanced packet block of {blen} bytes (< 32)")
-                ifid, ts_hi, ts_lo, caplen, wirelen = epb(buf, pos + 8)
+                if not unpacked:
+                    ifid, ts_hi, ts_lo, caplen, wirelen = epb(buf, pos + 8)
                 if ifid >= len(ifaces):
                     raise _Stop(
                         "capture-damaged",
