@@ -113,21 +113,25 @@ def build_config(
     return config
 
 
-def write_report(reports: list[Any], fmt: Format, show_secrets: bool, color: Color, verbose: bool) -> None:
+def write_report(
+    reports: list[Any], fmt: Format, show_secrets: bool, color: Color, verbose: bool, selection: Any = None
+) -> None:
     from analyzer.report import tree  # the text renderer (rich) is imported only for text
+    from analyzer.report.select import EVERYTHING
     from analyzer.textsafe import json_text
 
+    selection = selection or EVERYTHING
     out = sys.stdout
     # every format is written one handshake at a time: a big capture's report is never whole in
     # memory; every JSON string is escaped (C1, bidi, U+2028) by json_text: safe to `cat`
     if fmt is Format.json:
         indent = 2 if out.isatty() else None  # pretty for people; compact (and 3x faster) in files
-        out.writelines(tree.json_chunks(reports, show_secrets, indent))
+        out.writelines(tree.json_chunks(reports, show_secrets, indent, selection))
         out.write("\n")
     elif fmt is Format.jsonl:
-        for h in tree.handshake_docs(reports, show_secrets):
+        for h in tree.handshake_docs(reports, show_secrets, selection):
             out.write(json_text({"kind": "handshake", **h}) + "\n")
-        for o in tree.ota_docs(reports, show_secrets):
+        for o in tree.ota_docs(reports, show_secrets, selection):
             out.write(json_text({"kind": "ota", **o}) + "\n")
     else:
         from analyzer.report import terminal
@@ -137,10 +141,11 @@ def write_report(reports: list[Any], fmt: Format, show_secrets: bool, color: Col
             use_color = False
         doc = {
             **tree.head(reports, show_secrets),
-            "handshakes": tree.handshake_docs(reports, show_secrets),
-            "ota": tree.ota_docs(reports, show_secrets),
+            "handshakes": tree.handshake_docs(reports, show_secrets, selection),
+            "ota": tree.ota_docs(reports, show_secrets, selection),
         }
-        terminal.render(doc, out, color=use_color, verbose=verbose)
+        counts = None if selection.everything else tree.input_counts(reports)
+        terminal.render(doc, out, color=use_color, verbose=verbose, counts=counts)
     out.flush()
 
 
@@ -230,6 +235,20 @@ def analyze(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show every header, finding and anomaly.")
     ] = False,
+    failed: Annotated[
+        bool,
+        typer.Option(
+            "--failed", help="Show only failed handshakes and OTA checks (the summary still counts all)."
+        ),
+    ] = False,
+    client: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Show only this device's attempts: its IP address, MAC or Device-Id; repeatable. "
+            "The exit code then speaks for these alone.",
+            metavar="IP|MAC|DEVICE-ID",
+        ),
+    ] = None,
     max_flows: Annotated[
         int,
         typer.Option(
@@ -285,10 +304,15 @@ def analyze(
       tcpdump -i eth0 -w - port 8000 | wsdiag analyze -
 
       wsdiag analyze wss.pcapng --keylog sslkeys.log
+
+      wsdiag analyze day.pcap --failed --client a0:b7:65:12:34:56
     """
     from analyzer.limits import build_limits
+    from analyzer.model import Diagnosis
+    from analyzer.report.select import Selection
     from analyzer.run import analyze_paths
 
+    selection = Selection(failed, tuple(client or ()))
     try:
         config = build_config(profile, expect_path, expect_port, auth_key, server_config, select, ignore)
         limits = build_limits(max_flows, idle_timeout, limit)
@@ -298,7 +322,7 @@ def analyze(
         else:
             reports, interrupted = analyze_paths(paths, config, limits, jobs, sys.stderr.isatty())
         if fmt is not Format.text or not all(r.input.error for r in reports):
-            write_report(reports, fmt, show_secrets, color, verbose)  # nothing read: the error says it
+            write_report(reports, fmt, show_secrets, color, verbose, selection)  # nothing read: the error says it
     except WsdiagError as e:
         raise fail(str(e)) from None
     except BrokenPipeError:
@@ -309,7 +333,13 @@ def analyze(
         raise typer.Exit(EXIT_INTERRUPTED)
     if unreadable:
         raise typer.Exit(EXIT_UNREADABLE)
-    raise typer.Exit(EXIT_FAILED if any(r.failed for r in reports) else EXIT_OK)
+    shown = [
+        x
+        for r in reports
+        for x in r.failed
+        if (selection.keep(x) if isinstance(x, Diagnosis) else selection.keep_ota(x))
+    ]
+    raise typer.Exit(EXIT_FAILED if shown else EXIT_OK)
 
 
 def _tshark_options(keylog: Path | None, engine: Engine, cross_check: bool, paths: list[str]) -> bool:

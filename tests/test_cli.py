@@ -114,3 +114,28 @@ def test_limits_are_configurable_and_hitting_one_is_named() -> None:
     assert len(request["headers"]) == 3 and "too-many-headers" in request["anomalies"]
     bad = wsdiag("analyze", str(GOOD), "--limit", "max_everything=3")
     assert bad.returncode == 2 and b"max_headers" in bad.stderr and b"Traceback" not in bad.stderr
+
+
+NETNS = ROOT / "captures" / "netns-device-id-not-link-mac.pcap"
+
+
+def test_failed_and_client_narrow_what_is_shown_not_what_is_counted() -> None:
+    """--failed shows only failures; --client picks one device by IP, MAC or Device-Id (any
+    case) and the exit code then speaks for it alone; the summary counts every handshake."""
+    three = [str(NETNS), str(GOOD), str(AUTH_FAILED)]
+
+    def shown(*args: str) -> tuple[int, list[str], dict]:
+        proc = wsdiag("analyze", *three, "-f", "json", *args)
+        doc = json.loads(proc.stdout)
+        return proc.returncode, [Path(h["input"]).name for h in doc["handshakes"]], doc["summary"]
+
+    code, names, summary = shown("--failed")
+    assert (code, names) == (1, [AUTH_FAILED.name]) and summary["handshakes"] == 3
+    code, names, _ = shown("--client", "10.99.77.2")
+    assert (code, names) == (0, [NETNS.name])  # that device's attempt was fine
+    code, names, _ = shown("--client", "24:0A:C4:12:34:56")  # its link MAC, upper-case
+    assert (code, names) == (0, [NETNS.name])
+    code, names, _ = shown("--client", "A0:B7:65:12:34:56", "--failed")  # a Device-Id
+    assert (code, names) == (1, [AUTH_FAILED.name])
+    text = wsdiag("analyze", *three, "--failed").stdout.decode()
+    assert text.count("#1 ") == 1 and "#2 " not in text and "missing-token" in text

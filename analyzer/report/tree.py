@@ -31,6 +31,7 @@ from analyzer.model import (
     is_failure,
 )
 from analyzer.redact import Redactor
+from analyzer.report.select import EVERYTHING, Selection
 
 SCHEMA = "wsdiag/1"
 
@@ -295,24 +296,42 @@ def _handshake_redactor(d: Diagnosis, otas: list[OtaExchange], enabled: bool) ->
     )
 
 
-def handshake_docs(reports: list[Report], show_secrets: bool = False) -> Iterator[dict[str, Any]]:
-    """The handshake objects, one at a time. Each is redacted with its own secrets (and its
-    device's OTA answers) plus the secret shapes, so the work grows with the report, not with
-    its square; and a writer that streams them never holds the whole report as text."""
+def handshake_docs(
+    reports: list[Report], show_secrets: bool = False, selection: Selection = EVERYTHING
+) -> Iterator[dict[str, Any]]:
+    """The handshake objects (those `selection` keeps), one at a time. Each is redacted with its
+    own secrets (and its device's OTA answers, shown or not) plus the secret shapes, so the work
+    grows with the report, not with its square; and a writer that streams them never holds the
+    whole report as text."""
     for r in reports:
         otas_of: dict[str, list[OtaExchange]] = {}
         for o in r.otas:
             otas_of.setdefault(o.exchange.client.ip, []).append(o.exchange)
         for d in r.diagnoses:
-            red = _handshake_redactor(d, otas_of.get(d.handshake.client.ip, []), not show_secrets)
-            yield _redacted(handshake(d, r.input.path), red)
+            if selection.everything or selection.keep(d):
+                red = _handshake_redactor(d, otas_of.get(d.handshake.client.ip, []), not show_secrets)
+                yield _redacted(handshake(d, r.input.path), red)
 
 
-def ota_docs(reports: list[Report], show_secrets: bool = False) -> Iterator[dict[str, Any]]:
+def ota_docs(
+    reports: list[Report], show_secrets: bool = False, selection: Selection = EVERYTHING
+) -> Iterator[dict[str, Any]]:
     for r in reports:
         for o in r.otas:
-            red = Redactor.for_traffic([], [o.exchange], enabled=not show_secrets)
-            yield _redacted(ota(o, r.input.path), red)
+            if selection.everything or selection.keep_ota(o):
+                red = Redactor.for_traffic([], [o.exchange], enabled=not show_secrets)
+                yield _redacted(ota(o, r.input.path), red)
+
+
+def input_counts(reports: list[Report]) -> dict[str, list[int]]:
+    """Per input path: [handshakes, failed (handshakes and OTA checks), OTA exchanges]."""
+    counts: dict[str, list[int]] = {}
+    for r in reports:
+        c = counts.setdefault(r.input.path, [0, 0, 0])
+        c[0] += len(r.diagnoses)
+        c[1] += len(r.failed)
+        c[2] += len(r.otas)
+    return counts
 
 
 def head(reports: list[Report], show_secrets: bool = False) -> dict[str, Any]:
@@ -348,10 +367,14 @@ def document(reports: list[Report], show_secrets: bool = False) -> dict[str, Any
 
 
 def json_chunks(
-    reports: list[Report], show_secrets: bool = False, indent: int | None = None
+    reports: list[Report],
+    show_secrets: bool = False,
+    indent: int | None = None,
+    selection: Selection = EVERYTHING,
 ) -> Iterator[str]:
     """`json_text(document(...), indent)`, piece by piece: one handshake's text at a time, so
-    a report of thousands of handshakes never exists whole in memory (as a tree or as text)."""
+    a report of thousands of handshakes never exists whole in memory (as a tree or as text).
+    `selection` narrows the lists; `summary` still counts every handshake."""
     from analyzer.textsafe import json_text
 
     nl = "\n" if indent else ""
@@ -370,8 +393,8 @@ def json_chunks(
         yield (nl + pad + "]") if not first else "]"
 
     yield f",{nl or ' '}{pad}\"handshakes\": ["
-    yield from items(handshake_docs(reports, show_secrets))
+    yield from items(handshake_docs(reports, show_secrets, selection))
     yield f",{nl or ' '}{pad}\"ota\": ["
-    yield from items(ota_docs(reports, show_secrets))
+    yield from items(ota_docs(reports, show_secrets, selection))
     secrets = json_text("shown" if show_secrets else "redacted")
     yield f",{nl or ' '}{pad}\"secrets\": {secrets}{nl}}}"
