@@ -11,12 +11,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from analyzer import __version__
 from analyzer.errors import WsdiagError
+
+if TYPE_CHECKING:  # imported on use: `wsdiag rules` needs no report code
+    from analyzer.report.select import Selection
 
 EXIT_OK, EXIT_FAILED, EXIT_UNREADABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz", ".gz")
@@ -114,7 +117,12 @@ def build_config(
 
 
 def write_report(
-    reports: list[Any], fmt: Format, show_secrets: bool, color: Color, verbose: bool, selection: Any = None
+    reports: list[Any],
+    fmt: Format,
+    show_secrets: bool,
+    color: Color,
+    verbose: bool,
+    selection: Selection | None = None,
 ) -> None:
     from analyzer.report import tree  # the text renderer (rich) is imported only for text
     from analyzer.report.select import EVERYTHING
