@@ -241,3 +241,17 @@ def test_recorded_nginx_idle_timeout() -> None:
         seen[d.handshake.server.port] = d.handshake.transport.closed_by
         assert d.cause is None  # the upgrade itself worked
     assert seen == {8080: "server", 8000: "client"}  # nginx closed toward the device, and upstream
+
+
+def test_a_custom_idle_timeout_is_recognised_by_repetition() -> None:
+    """45 s is no product's default; three sessions each closed by the server after 45 s of
+    silence are one timer. One alone, or closes by different sides, are left alone."""
+    from analyzer.rules import diagnose
+
+    three = [_idle_session(45.0 + 0.2 * i, closer_is_server=True) for i in range(3)]
+    found = [
+        f.message for d in diagnose(three, [], Config()) for f in d.findings if f.name == "closed-after-idle"
+    ]
+    assert len(found) == 3 and all("as 2 other connections" in m and "about 45 s" in m for m in found)
+    mixed = [*three[:2], _idle_session(45.1, closer_is_server=False)]
+    assert not any(f.name == "closed-after-idle" for d in diagnose(mixed, [], Config()) for f in d.findings)

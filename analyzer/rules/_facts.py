@@ -501,15 +501,27 @@ class CaptureIndex:
     exchanges, and the handshakes by `Sec-WebSocket-Key` (a proxy forwards the key unchanged,
     so the two legs of one attempt through it share it)."""
 
-    __slots__ = ("by_key", "otas")
+    __slots__ = ("by_key", "idle_closes", "otas")
 
     def __init__(self, handshakes: Sequence[Handshake], otas: Sequence[OtaExchange]) -> None:
         self.otas = OtaIndex(otas)
         self.by_key: dict[str, list[Handshake]] = {}
+        self.idle_closes: list[tuple[float, str | None]] = []  # (silence s, closer) of upgraded ones
         for hs in handshakes:
             key = hs.request.header("sec-websocket-key") if hs.request is not None else None
             if key and key.strip():
                 self.by_key.setdefault(key.strip(), []).append(hs)
+            silence = silence_before_close(hs)
+            if silence is not None:
+                self.idle_closes.append((silence, hs.transport.closed_by))
+
+
+def silence_before_close(hs: Handshake) -> float | None:
+    """Seconds without payload before the first FIN/RST of an upgraded connection."""
+    t = hs.transport
+    if hs.response is None or hs.response.status != 101 or not t.closed_ns or not t.last_data_ns:
+        return None
+    return (t.closed_ns - t.last_data_ns) / 1e9 if t.closed_ns >= t.last_data_ns else None
 
 
 def ota_for(hs: Handshake, otas: OtaIndex) -> OtaExchange | None:

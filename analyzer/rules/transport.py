@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from analyzer.model import Handshake, Payload, Severity
-from analyzer.rules._facts import Rejection, after_upgrade, describe_answer, frame_ref
+from analyzer.rules._facts import Rejection, after_upgrade, describe_answer, frame_ref, silence_before_close
 from analyzer.rules._rule import Context, Hit, rule
 from analyzer.tlsinfo import alert_name
 
@@ -394,6 +394,8 @@ IDLE_CLOSERS = (
     (350, "an AWS Network Load Balancer (350 s idle timeout for TCP)"),
 )
 IDLE_SLACK_S = 2.0  # a timer fires a little late; captures stamp a little early or late
+SAME_SILENCE_S = 1.0  # closes after this much the same silence come from one timer
+MIN_TIMEOUT_S = 10.0  # shorter silences are conversation pauses, not a proxy's timer
 
 
 @rule(
@@ -410,7 +412,9 @@ def closed_after_idle(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     """What it checks:
     An upgraded connection whose first FIN or RST came after a silence (no payload either way)
     matching a well-known idle timeout to within 2 s: 60 s (nginx `proxy_read_timeout`, AWS
-    ALB), 100 s (Cloudflare), 270 s (Cloudflare Zero Trust), 350 s (AWS NLB). Names who closed.
+    ALB), 100 s (Cloudflare), 270 s (Cloudflare Zero Trust), 350 s (AWS NLB); or a silence of
+    10 s or more that at least two other connections of the capture also ended after (within
+    1 s, closed by the same side): a timer with a custom value. Names who closed.
 
     Why it is refused:
     A proxy or load balancer drops a connection nothing was sent on for its idle timeout,
@@ -426,19 +430,30 @@ def closed_after_idle(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     References:
     field-failures D6; xiaozhi-protocol.md (websockets keep-alive: ping every 20 s).
     """
-    t = hs.transport
-    if hs.response is None or hs.response.status != 101 or not t.closed_ns or not t.last_data_ns:
+    silence = silence_before_close(hs)
+    if silence is None:
         return
-    silence = (t.closed_ns - t.last_data_ns) / 1e9
+    t = hs.transport
+    closer = hs.server if t.closed_by == "server" else hs.client
+    evidence = f"last payload, then {silence:.1f} s, then the first FIN/RST from the {t.closed_by}"
+    said = f"{closer} ({t.closed_by}) closed the connection after {silence:.1f} s without a byte either way"
     for seconds, who in IDLE_CLOSERS:
         if abs(silence - seconds) <= IDLE_SLACK_S:
-            closer = hs.server if t.closed_by == "server" else hs.client
-            yield Hit(
-                f"{closer} ({t.closed_by}) closed the connection after {silence:.1f} s without a byte either "
-                f"way: {who}",
-                evidence=f"last payload, then {silence:.1f} s, then the first FIN/RST from the {t.closed_by}",
-            )
+            yield Hit(f"{said}: {who}", evidence=evidence)
             return
+    if silence < MIN_TIMEOUT_S:
+        return
+    alike = sum(
+        1
+        for other, by in ctx.lookup.idle_closes
+        if by == t.closed_by and abs(other - silence) <= SAME_SILENCE_S
+    )
+    if alike >= 3:  # this one and two more: one timer, not chance
+        yield Hit(
+            f"{said}, as {alike - 1} other connections in this capture did: a fixed idle timeout of "
+            f"about {silence:.0f} s in a proxy or load balancer",
+            evidence=evidence,
+        )
 
 
 RULES = (
