@@ -152,8 +152,7 @@ def write_report(
             "handshakes": tree.handshake_docs(reports, show_secrets, selection),
             "ota": tree.ota_docs(reports, show_secrets, selection),
         }
-        counts = None if selection.everything else tree.input_counts(reports)
-        terminal.render(doc, out, color=use_color, verbose=verbose, counts=counts)
+        terminal.render(doc, out, tree.input_counts(reports), color=use_color, verbose=verbose)
     out.flush()
 
 

@@ -92,6 +92,12 @@ def negotiated_deflate(response_extensions: list[str]) -> Deflate | None:
     return None
 
 
+def _header_bytes(b1: int) -> int:
+    """Bytes of a frame header whose second byte is `b1`: 2, the extended length, the mask key."""
+    len7 = b1 & 0x7F
+    return 2 + (2 if len7 == 126 else 8 if len7 == 127 else 0) + (4 if b1 & 0x80 else 0)
+
+
 def _valid_close_code(code: int) -> bool:
     """RFC 6455 §7.4: codes a peer may put on the wire (1004-1006 and 1015 are local-only)."""
     return code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
@@ -220,11 +226,7 @@ class FrameDecoder:
     # -- header ------------------------------------------------------------------------------
 
     def _head_size(self) -> int:
-        h = self._head
-        if len(h) < 2:
-            return 2
-        len7 = h[1] & 0x7F
-        return 2 + (2 if len7 == 126 else 8 if len7 == 127 else 0) + (4 if h[1] & 0x80 else 0)
+        return 2 if len(self._head) < 2 else _header_bytes(self._head[1])
 
     def _start_frame(self, ts_ns: int, frame: int | None) -> WsFrame | None:
         """Parse the complete header in `_head`; returns a frame only for a fatal header."""
@@ -447,14 +449,12 @@ def is_frame_run(data: bytes, masked: bool) -> bool:
         opcode = b0 & 0x0F
         if b0 & 0x30 or opcode not in _KNOWN_OPCODES or bool(b1 & 0x80) != masked:
             return False
-        length, pos = b1 & 0x7F, pos + 2
+        length, size = b1 & 0x7F, _header_bytes(b1)
         if opcode >= Opcode.CLOSE and (not b0 & 0x80 or length > 125):
             return False
+        if end - pos < size:
+            return False
         if length >= 126:
-            size = 2 if length == 126 else 8
-            if end - pos < size:
-                return False
-            length = int.from_bytes(data[pos : pos + size], "big")
-            pos += size
-        pos += length + (4 if masked else 0)
+            length = int.from_bytes(data[pos + 2 : pos + size - (4 if masked else 0)], "big")
+        pos += size + length
     return pos == end > 0

@@ -9,6 +9,7 @@ import base64
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -172,20 +173,7 @@ def build_capture() -> bytes:
     for w in wires:
         for s in w.segments:
             t += 1_000_000
-            segs.append(
-                Segment(
-                    len(segs) + 1,
-                    1_735_689_600_000_000_000 + t,
-                    s.src,
-                    s.dst,
-                    s.seq,
-                    s.ack,
-                    s.flags,
-                    s.payload,
-                    s.src_mac,
-                    s.dst_mac,
-                )
-            )
+            segs.append(replace(s, frame=len(segs) + 1, ts_ns=1_735_689_600_000_000_000 + t))
     return pcap_bytes(segs)
 
 

@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -72,17 +73,12 @@ def build() -> bytes:
     b = Wire(cisn=7000).handshake().send(True, head, sizes=[1400] * (len(head) // 1400 + 1))
     b.send(False, refused % len(body) + body).fin(True).fin(False)
     segs = a.segments + [
-        type(s)(
-            s.frame + 100,
-            s.ts_ns + 10**9,
-            type(s.src)(s.src.ip, s.src.port + 1) if s.src.port != 8000 else s.src,
-            type(s.dst)(s.dst.ip, s.dst.port + 1) if s.dst.port != 8000 else s.dst,
-            s.seq,
-            s.ack,
-            s.flags,
-            s.payload,
-            s.src_mac,
-            s.dst_mac,
+        replace(
+            s,
+            frame=s.frame + 100,
+            ts_ns=s.ts_ns + 10**9,
+            src=replace(s.src, port=s.src.port + 1) if s.src.port != 8000 else s.src,
+            dst=replace(s.dst, port=s.dst.port + 1) if s.dst.port != 8000 else s.dst,
         )
         for s in b.segments
     ]

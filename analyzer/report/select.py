@@ -18,10 +18,6 @@ class Selection:
     failed_only: bool = False
     clients: tuple[str, ...] = ()  # IP addresses, MACs or Device-Ids (any case)
 
-    @property
-    def everything(self) -> bool:
-        return not self.failed_only and not self.clients
-
     def keep(self, d: Diagnosis) -> bool:
         hs = d.handshake
         if self.failed_only and not is_failure(d):

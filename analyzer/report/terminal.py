@@ -197,27 +197,22 @@ def render_handshake(h: dict[str, Any], index: int, console: Console, verbose: b
 def render(
     doc: dict[str, Any],
     out: TextIO,
+    counts: dict[str, list[int]],
     color: bool | None = None,
     verbose: bool = False,
-    counts: dict[str, list[int]] | None = None,
 ) -> None:
     """The text report. `doc["handshakes"]` and `doc["ota"]` may be iterators (`tree.head` plus
     `tree.handshake_docs`/`tree.ota_docs`): each block is printed as it comes, so a big capture's
-    report is never held whole; the summary table counts them on the way, unless `counts`
-    (`tree.input_counts`) is given because only some are shown."""
+    report is never held whole. `counts` (`tree.input_counts`) fills the summary table, which
+    counts every handshake even when only some are shown."""
     console = Console(
         file=out, force_terminal=color, no_color=color is False, highlight=False, soft_wrap=True, emoji=False
     )
-    seen: dict[str, list[int]] = {}  # input path -> [handshakes, failed, OTA exchanges]
     for i, h in enumerate(doc["handshakes"], 1):
         render_handshake(h, i, console, verbose)
-        c = seen.setdefault(h["input"], [0, 0, 0])
-        c[0], c[1] = c[0] + 1, c[1] + bool(h["failed"])
     for o in doc["ota"]:
         render_ota(o, console, verbose)
-        c = seen.setdefault(o["input"], [0, 0, 0])
-        c[1], c[2] = c[1] + bool(o["failed"]), c[2] + 1
-    _summary(doc, seen if counts is None else counts, console)
+    _summary(doc, counts, console)
 
 
 def render_ota(o: dict[str, Any], console: Console, verbose: bool) -> None:

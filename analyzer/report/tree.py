@@ -308,7 +308,7 @@ def handshake_docs(
         for o in r.otas:
             otas_of.setdefault(o.exchange.client.ip, []).append(o.exchange)
         for d in r.diagnoses:
-            if selection.everything or selection.keep(d):
+            if selection.keep(d):
                 red = _handshake_redactor(d, otas_of.get(d.handshake.client.ip, []), not show_secrets)
                 yield _redacted(handshake(d, r.input.path), red)
 
@@ -318,7 +318,7 @@ def ota_docs(
 ) -> Iterator[dict[str, Any]]:
     for r in reports:
         for o in r.otas:
-            if selection.everything or selection.keep_ota(o):
+            if selection.keep_ota(o):
                 red = Redactor.for_traffic([], [o.exchange], enabled=not show_secrets)
                 yield _redacted(ota(o, r.input.path), red)
 

@@ -475,6 +475,10 @@ class _Iface:
     shift: int
     offset_ns: int
 
+    def ts_ns(self, ticks: int) -> int:
+        """A packet's timestamp (`if_tsresol` units since `if_tsoffset`) in Unix nanoseconds."""
+        return (ticks * self.mul // self.div >> self.shift) + self.offset_ns
+
 
 class _Section:
     """Byte-order dependent structs of the current section."""
@@ -655,7 +659,7 @@ def _read_pcapng(
                         f"packet claims {caplen} captured bytes, more than the {max_rec}-byte maximum",
                     )
                 iface = ifaces[ifid]
-                ts = ((ts_hi << 32) | ts_lo) * iface.mul
+                ts = ((ts_hi << 32) | ts_lo) * iface.mul  # iface.ts_ns() inlined: the hot path
                 if iface.div != 1:
                     ts //= iface.div
                 if iface.shift:
@@ -718,8 +722,7 @@ def _read_pcapng(
                         f"packet claims {caplen} captured bytes, its block holds {blen - 32}",
                     )
                 iface = ifaces[ifid]
-                ts = ((ts_hi << 32) | ts_lo) * iface.mul // iface.div >> iface.shift
-                ts += iface.offset_ns
+                ts = iface.ts_ns((ts_hi << 32) | ts_lo)
                 frame += 1
                 packets += 1
                 if ts < last_ts or caplen > wirelen or (iface.snaplen and caplen > iface.snaplen):
