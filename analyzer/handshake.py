@@ -147,8 +147,6 @@ class Conversation:
         if seg.src_mac and side.mac is None:
             side.mac = seg.src_mac
         flags = seg.flags
-        if seg.payload and seg.ts_ns > self.last_data_ns:
-            self.last_data_ns = seg.ts_ns
         if flags & (_FIN | _RST) and self.closed_by is None:
             self.closed_ns, self.closed_by = seg.ts_ns, seg.src
         if flags & _SYN:
@@ -156,6 +154,8 @@ class Conversation:
         if flags & _RST:
             side.rst = True
         if seg.payload:
+            if seg.ts_ns > self.last_data_ns:
+                self.last_data_ns = seg.ts_ns
             # counted only where the bytes are read (never on a discarded stream, whose packets
             # the fast path skips unseen): a capture taken on a host with checksum offload shows
             # its own outgoing packets with wrong checksums, so this is a count, never a verdict
