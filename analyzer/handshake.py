@@ -455,10 +455,21 @@ class Conversation:
             tls=tls_details(c.tls, s.tls) if c.tls is not None else None,
         )
 
+    @property
+    def answered_ns(self) -> int:
+        """When the first answer came (the last activity if none did)."""
+        return min((a.answered_ns for a in self.attempts if a.response is not None), default=self.last_ns)
+
     def ready(self, now_ns: int) -> bool:
-        """Can this connection's attempts be reported now (live mode reports before the end)?"""
-        if self.closed_both or not self.attempts:
+        """Can this connection's attempts be reported now (live mode reports before the end)?
+
+        An answered attempt waits `SETTLE_NS` even when the connection closed at once: the
+        frames and close that follow are part of its story, and the legs of an attempt through a
+        proxy are then reported in the order they were answered (see `ConnectionTable`)."""
+        if not self.attempts:
             return self.closed_both
+        if self.closed_both and any(a.response is None for a in self.attempts):
+            return True  # nothing more will come
         return all(a.response is not None and now_ns - a.answered_ns > SETTLE_NS for a in self.attempts)
 
     def finish(self) -> tuple[list[Handshake], list[OtaExchange], Transport]:

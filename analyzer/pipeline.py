@@ -91,13 +91,20 @@ class ConnectionTable:
                 break
             self._done(key)
         if self.on_done is not None:  # live: report answered attempts without waiting for the close
-            for key, conv in list(self.table.items()):
-                if conv.attempts and conv.ready(self.now_ns):
-                    self._done(key)
+            ready = [key for key, conv in self.table.items() if conv.attempts and conv.ready(self.now_ns)]
+            for key in self._in_answer_order(ready):
+                self._done(key)
 
     def flush(self) -> None:
-        while self.table:
-            self._done(next(iter(self.table)))
+        keys = list(self.table)
+        for key in self._in_answer_order(keys) if self.on_done is not None else keys:
+            self._done(key)
+
+    def _in_answer_order(self, keys: list[Key]) -> list[Key]:
+        """Live mode reports connections in the order they were answered: a proxy's upstream
+        leg (answered first, by the backend) then comes before the client's leg it explains."""
+        table = self.table
+        return sorted(keys, key=lambda k: (table[k].answered_ns, table[k].tcp_stream))
 
     def _evict(self) -> None:
         self._evicted += 1

@@ -127,15 +127,24 @@ def diagnose(
     otas: Sequence[OtaExchange],
     config: Config,
     now_ns: int | None = None,
+    context: Sequence[Handshake] = (),
 ) -> list[Diagnosis]:
-    """One Diagnosis per handshake, in input order."""
+    """One Diagnosis per handshake, in input order.
+
+    `context` are other connections the rules may compare with but that are not diagnosed
+    again: live mode diagnoses one connection at a time, and passes the ones it reported
+    recently, so that the checks across connections (the two legs of a proxy, the proxy's failed
+    upstream connection, TLS spoken on the same server, the same idle timeout) see what a
+    capture file would show them.
+    """
     rules = selected_rules(config)
-    xiaozhi_servers = {hs.server for hs in handshakes if _speaks_xiaozhi(hs)}
-    index = CaptureIndex(handshakes, otas)
+    every = [*context, *handshakes] if context else handshakes
+    xiaozhi_servers = {hs.server for hs in every if _speaks_xiaozhi(hs)}
+    index = CaptureIndex(every, otas)
     out = []
     for hs in handshakes:
         xiaozhi = _xiaozhi_profile(hs, xiaozhi_servers, otas, config)
-        ctx = Context(config, handshakes, otas, xiaozhi, _reference_ns(hs, now_ns), index)
+        ctx = Context(config, every, otas, xiaozhi, _reference_ns(hs, now_ns), index)
         out.append(diagnose_one(hs, ctx, rules))
     return out
 

@@ -30,7 +30,7 @@ from analyzer.errors import LiveError
 from analyzer.limits import Limits
 from analyzer.model import Handshake, InputSummary, OtaExchange, Report, Segment, TcpFlags
 from analyzer.oui import is_espressif, vendor
-from analyzer.pipeline import ConnectionTable, ota_ports, worth_reporting
+from analyzer.pipeline import XIAOZHI_WS_PORT, ConnectionTable, ota_ports, worth_reporting
 from analyzer.privileges import NEED_PRIVILEGE
 from analyzer.sources.decode import AnomalyLog, decode
 
@@ -54,6 +54,7 @@ RCVBUF_BYTES = 8 * 1024 * 1024
 MAX_DEVICES = 4096
 MAX_OTAS_KEPT = 256  # recent OTA exchanges kept to explain the WebSocket attempts that follow
 MAX_OTAS_RELATED = 8  # of those, the latest from the same client go with each report
+MAX_RECENT = 256  # connections reported lately: what the checks across connections compare with
 
 # Linux ARPHRD_* (what the packet socket delivers) → pcap LINKTYPE_* (what decode and files use).
 LINKTYPE_OF_ARPHRD = {
@@ -483,8 +484,9 @@ class LiveSession:
         self.table = ConnectionTable(limits, on_done=self._finished)
         self.frame = 0
         self.otas: deque[OtaExchange] = deque(maxlen=MAX_OTAS_KEPT)
+        self.recent: deque[Handshake] = deque(maxlen=MAX_RECENT)
         self.reported: OrderedDict[Key, None] = OrderedDict()
-        self.ports: set[int] = set(ports)
+        self.ports: set[int] = {*ports, XIAOZHI_WS_PORT}  # as `analyze` chooses what to report
         if config.expect_port:
             self.ports.add(config.expect_port)
         self.devices = Devices()
@@ -561,6 +563,8 @@ class LiveSession:
                 self.ports.add(h.server.port)
         self.ports |= ota_ports(otas)
         chosen = [h for h in handshakes if worth_reporting(h, self.ports, self.config.expect_port)]
+        earlier = list(self.recent)
+        self.recent.extend(chosen)  # before the --esp32 filter: the network, not the display
         if self.esp32_only:
             kept = [h for h in chosen if is_espressif(h.client_mac)]
             self.skipped_not_esp32 += len(chosen) - len(kept)
@@ -569,7 +573,7 @@ class LiveSession:
             return
         clients = {h.client.ip for h in chosen}
         related = [o for o in self.otas if o.client.ip in clients][-MAX_OTAS_RELATED:]
-        diagnoses = self._diagnose(chosen, related, self.config)
+        diagnoses = self._diagnose(chosen, related, self.config, context=earlier)
         report = Report(self.summary, diagnoses, self._diagnose_otas(related, chosen, self.config))
         for hd in tree.handshake_docs([report], self.show_secrets):
             self.handshakes += 1
