@@ -106,6 +106,7 @@ class _Attempt:
     answered_ns: int = 0
     ota: bool = False
     done: bool = False
+    tunnel: str | None = None  # sent inside a CONNECT tunnel to this authority
 
 
 class Conversation:
@@ -130,6 +131,8 @@ class Conversation:
         self.closed = False
         self.requests = MessageReader(True, limits)
         self.responses = MessageReader(False, limits)
+        self.responses.pending_methods = self.requests.pending_methods  # HEAD/CONNECT answers
+        self.tunnel: str | None = None  # the CONNECT authority, once a proxy opened the tunnel
         self.attempts: list[_Attempt] = []
         # FIFO of requests awaiting answers, bounded: a pipelining client the server never answers
         # must not grow it without end (the oldest are dropped, and that is said)
@@ -321,8 +324,9 @@ class Conversation:
             msg.anomalies,
         )
         attempt: _Attempt | None = None
-        if (is_attempt(req) or is_ota(req)) and len(self.attempts) < MAX_ATTEMPTS:
-            attempt = _Attempt(req, ota=is_ota(req) and not is_attempt(req))
+        connect = req.method.upper() == "CONNECT"
+        if (connect or is_attempt(req) or is_ota(req)) and len(self.attempts) < MAX_ATTEMPTS:
+            attempt = _Attempt(req, ota=is_ota(req) and not is_attempt(req), tunnel=self.tunnel)
             self.attempts.append(attempt)
         if len(self.unanswered) == MAX_UNANSWERED and self._note.once("too-many-unanswered-requests"):
             self._note(
@@ -359,10 +363,11 @@ class Conversation:
         if attempt is not None:
             attempt.response = resp
             attempt.answered_ns = msg.ts_ns
+        opened = attempt is not None and self._tunnel_answer(attempt, status)
         if status == 101:
             self._upgrade(resp)
         elif self.requests.mode is Mode.HOLD:
-            for m in self._refeed_held():
+            for m in self._refeed_held(tunnel=opened):
                 self._request(m)
 
     def _partial_request(self) -> None:
@@ -373,8 +378,22 @@ class Conversation:
     def _client_spoke_tls(self) -> bool:
         return self.client is not None and self.sides[self.client].payload is Payload.TLS
 
-    def _refeed_held(self) -> list[Message]:
-        held = self.requests.release()
+    def _tunnel_answer(self, attempt: _Attempt, status: int) -> bool:
+        """An answer to CONNECT: a 2xx opens the tunnel, and the attempt that matters is the
+        request sent through it; a refusal stays an attempt, unless it was a tunnel to 443
+        (HTTPS browsing through the proxy, nothing of ours). True when the tunnel opened."""
+        req = attempt.request
+        if req is None or req.method.upper() != "CONNECT":
+            return False
+        opened = 200 <= status < 300
+        if opened or req.target.rpartition(":")[2] == "443":
+            self.attempts = [a for a in self.attempts if a is not attempt]
+        if opened:
+            self.tunnel = req.target[:255]
+        return opened
+
+    def _refeed_held(self, tunnel: bool = False) -> list[Message]:
+        held = self.requests.release(tunnel)
         return self.requests.feed(held, self.last_ns, 0) if held else []
 
     def _upgrade(self, resp: HttpResponse) -> None:
@@ -521,6 +540,7 @@ class Conversation:
                     self.sides[client].mac,
                     self.sides[server].mac,
                     anomalies,
+                    att.tunnel,
                 )
             )
         if not handshakes and self._failed_without_http(transport):

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from analyzer import http1
 from analyzer.limits import DEFAULT_LIMITS, Limits
 
+MAX_PENDING = 64  # request methods remembered for the answers still to come
+
 
 class Mode(enum.Enum):
     SEEK = "seek"  # waiting for a piece that starts a message (stream start, or resync after a gap)
@@ -53,7 +55,10 @@ class MessageReader:
         self._chunk_state = "size"  # size | data | crlf | trailer
         self._anomalies: list[str] = []
         self.anomalies: list[str] = []  # stream-level oddities (gaps inside heads, oversize heads)
-        self.pending_methods: list[str] = []  # request methods awaiting a response (HEAD has no body)
+        # request methods awaiting a response (HEAD, and a 2xx to CONNECT, have no body); the
+        # request reader fills it, the response reader of the same connection shares it
+        self.pending_methods: list[str] = []
+        self.tunnel = False  # after a 2xx to CONNECT: what follows is the tunnel's own protocol
         self._unterminated = False  # the last look for a head end in `buf` found none
         self.partial: Message | None = None  # a head that never completed, parsed as far as it went
 
@@ -73,6 +78,9 @@ class MessageReader:
                 return []
             self.mode = Mode.HEAD
         if self.mode is Mode.HEAD and not self.buf:
+            if self.tunnel and not self.starts_message(data):
+                self._reset(Mode.STOPPED)  # the tunnel carries TLS (wss://) or another protocol
+                return []
             self._head_ts = ts_ns
         if frame and (not self.frames or self.frames[-1] != frame):
             self.frames.append(frame)
@@ -96,11 +104,13 @@ class MessageReader:
         elif self.mode is Mode.HEAD:
             self.mode = Mode.SEEK
 
-    def release(self) -> bytes:
-        """Leaves HOLD mode as HTTP again (the upgrade was refused): returns held bytes to re-feed."""
+    def release(self, tunnel: bool = False) -> bytes:
+        """Leaves HOLD mode as HTTP again (the upgrade was refused, or a CONNECT tunnel opened,
+        whose first bytes may be a request or TLS): returns held bytes to re-feed."""
         held = bytes(self.buf)
         self.buf.clear()
-        self.mode = Mode.SEEK
+        self.mode = Mode.HEAD if tunnel else Mode.SEEK
+        self.tunnel = self.tunnel or tunnel
         return held
 
     def stop(self) -> bytes:
@@ -184,7 +194,8 @@ class MessageReader:
                 self.buf.clear()
             break
         if self.mode is Mode.HEAD and len(self.buf) >= 11 and not self.starts_message(bytes(self.buf[:16])):
-            self._flag("unexpected-bytes-between-messages")
+            if not self.tunnel:  # in a tunnel, TLS (wss://) is what follows, not an oddity
+                self._flag("unexpected-bytes-between-messages")
             self._reset(Mode.STOPPED)
         return out
 
@@ -196,7 +207,8 @@ class MessageReader:
         length, cl_anomalies = http1.content_length(head.headers)
         self._anomalies += cl_anomalies
         if self.is_request:
-            self.pending_methods.append(head.start[0].upper())
+            if len(self.pending_methods) < MAX_PENDING:  # a client pipelining into a silent server
+                self.pending_methods.append(head.start[0].upper())
             if http1.is_chunked(head.headers):
                 self._begin_chunked()
             elif length:
@@ -209,6 +221,9 @@ class MessageReader:
         if self.pending_methods:
             self.pending_methods.pop(0)
         if status in (101, 204, 304) or method == "HEAD":
+            return
+        if method == "CONNECT" and 200 <= status < 300:
+            self.tunnel = True  # RFC 9110 §9.3.6: no body; the tunnel begins after the head
             return
         if http1.is_chunked(head.headers):
             self._begin_chunked()
@@ -287,7 +302,7 @@ class MessageReader:
         )
         self._reset(Mode.HEAD if self.mode is not Mode.STOPPED else Mode.STOPPED)
         self.frames = [self.frames[-1]] if self.buf and self.frames else []
-        if self.is_request and is_upgrade_request(msg.head):
+        if self.is_request and (is_upgrade_request(msg.head) or msg.head.start[0].upper() == "CONNECT"):
             self.mode = Mode.HOLD  # what follows depends on the answer; keep it aside
         elif not self.is_request and http1.status_code(msg.head) == 101:
             self.mode = Mode.STOPPED  # the rest is the upgraded protocol; `stop()` hands it over

@@ -292,6 +292,7 @@ class Handshake:
     client_mac: str | None = None
     server_mac: str | None = None
     anomalies: tuple[Anomaly, ...] = ()
+    tunnel: str | None = None  # the request went through an HTTP proxy's CONNECT tunnel to this
 
     @property
     def start_ns(self) -> int:

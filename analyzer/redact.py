@@ -25,7 +25,11 @@ SECRET_PARAMS = re.compile(
 )
 _JWT = r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
 _XIAOZHI = r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?=\.[0-9]{9,11}(?![0-9]))"
-_BEARER = r"(?i:(?<=bearer )|(?<=basic )|(?<=bearer\+)|(?<=bearer%20))[A-Za-z0-9._~+/=%-]{4,}"
+# (not the auth-params of a challenge: `WWW-Authenticate: Bearer realm="ws"` names no secret)
+_BEARER = (
+    r"(?i:(?<=bearer )|(?<=basic )|(?<=bearer\+)|(?<=bearer%20))(?!(?i:realm|scope|error)=)"
+    r"[A-Za-z0-9._~+/=%-]{4,}"
+)
 SHAPES = re.compile("|".join((_JWT, _XIAOZHI, _BEARER)))
 MIN_LITERAL = 4
 _MARKER = re.compile(

@@ -39,16 +39,24 @@ def _header_args(req: HttpRequest) -> list[str]:
 
 
 def curl_command(hs: Handshake, req: HttpRequest) -> str:
+    connect = req.method.upper() == "CONNECT"
     args = ["curl", "-sS", "-i", "-N", "--max-time", "10"]
     args.append("--http1.0" if req.version.upper() == "HTTP/1.0" else "--http1.1")
-    if req.method != "GET":
+    if req.method != "GET" and not connect:
         args += ["-X", req.method]
     if "host" not in {n.lower() for n, _ in req.headers}:
         args += ["-H", "Host:"]  # the capture had no Host: do not let curl add one
-    args += _header_args(req)
+    headers = _header_args(req)
+    if connect:  # the CONNECT's own headers go to the proxy
+        headers = [("--proxy-header" if a == "-H" else a) for a in headers]
+    args += headers
     if req.body:
         args += ["--data-binary", req.body.decode("latin-1")]
-    args.append(_url(hs, req))
+    if hs.tunnel is not None or connect:  # through the proxy, as captured: curl opens the tunnel (-p)
+        path = "/" if connect or not req.target.startswith("/") else req.target
+        args += ["-p", "-x", f"http://{hs.server}", f"http://{hs.tunnel or req.target}{path}"]
+    else:
+        args.append(_url(hs, req))
     return shlex.join(args)
 
 

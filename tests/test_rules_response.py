@@ -165,9 +165,22 @@ def test_websockets_origin_403_is_origin_rejected() -> None:
 
 
 def test_bare_403_with_origin_from_app_is_origin_rejected() -> None:
-    """A bare 403 (Tornado) to a request with Origin: origin-rejected."""
+    """A bare 403 (Tornado) to a request from another site's page: origin-rejected."""
     resp = make_response(403, "", server="TornadoServer/6.4")
-    assert cause(diag(make_handshake(browser(), resp))) == "origin-rejected"
+    foreign = browser(set_headers={"Origin": "https://evil.example"})
+    assert cause(diag(make_handshake(foreign, resp))) == "origin-rejected"
+
+
+@pytest.mark.parametrize(
+    ("host", "origin"),
+    [("example.com", "https://example.com"), ("127.0.0.1:8000", "http://127.0.0.1:8000"), ("[::1]:80", "http://[::1]")],
+)
+def test_bare_403_to_same_origin_page_is_not_blamed_on_origin(host: str, origin: str) -> None:
+    """The page's own origin passes every default Origin check (Tornado's, Channels', ws'): a
+    bare 403 to it is something else (the app's auth, a route)."""
+    resp = make_response(403, "", server="TornadoServer/6.4")
+    req = browser(set_headers={"Host": host, "Origin": origin})
+    assert "origin-rejected" not in names(diag(make_handshake(req, resp)))
 
 
 def test_origin_on_101_is_fine() -> None:

@@ -151,6 +151,8 @@ def render_handshake(h: dict[str, Any], index: int, console: Console, verbose: b
         (f"  [tcp.stream eq {h['tcp_stream']}]", "dim"),
     )
     console.print(head)
+    if h.get("tunnel"):
+        console.print(Text(f"  through the proxy's CONNECT tunnel to {safe(h['tunnel'], 120)}", style="dim"))
     if h.get("upgrade") and h["upgrade"] != "websocket":
         console.print(Text(f"  (an HTTP upgrade to {safe(h['upgrade'], 40)}, not WebSocket)", style="dim"))
     req = h["request"]
@@ -162,6 +164,8 @@ def render_handshake(h: dict[str, Any], index: int, console: Console, verbose: b
             console.print(Text(f"    {safe(n, 80)}: {safe(v, 300)}", style="dim" if not verbose else ""))
         if len(req["headers"]) > MAX_HEADERS_SHOWN:
             console.print(Text(f"    … {len(req['headers']) - MAX_HEADERS_SHOWN} more headers", style="dim"))
+    elif h["transport"]["client_payload"] == "tls":
+        console.print(Text("  (the client sent TLS, not an HTTP request)", style="dim"))
     elif h["response"] is not None or h["transport"]["client_payload"] == "http":
         console.print(Text("  (request not captured: the capture began after it)", style="dim"))
     console.print(_answer(h))

@@ -221,6 +221,7 @@ def handshake(d: Diagnosis, path: str) -> dict[str, Any]:
         "tcp_stream": h.tcp_stream,
         "client": str(h.client),
         "server": str(h.server),
+        "tunnel": h.tunnel,
         "client_mac": h.client_mac,
         "server_mac": h.server_mac,
         "start": iso(h.start_ns),

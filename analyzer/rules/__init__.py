@@ -112,8 +112,13 @@ def _findings(hs: Handshake, ctx: Context, rules: Sequence[Rule]) -> list[Findin
     return sorted(found, key=sort_key)
 
 
+TUNNEL_RULES = frozenset({"WS001", "WS002", "WS003", "WS304"})  # what can go wrong with a CONNECT
+
+
 def diagnose_one(hs: Handshake, ctx: Context, rules: Sequence[Rule]) -> Diagnosis:
-    if hs.request is not None and not is_websocket_attempt(hs.request):
+    if hs.request is not None and hs.request.method.upper() == "CONNECT":
+        rules = [r for r in rules if r.code in TUNNEL_RULES]  # the proxy refused to open a tunnel
+    elif hs.request is not None and not is_websocket_attempt(hs.request):
         return Diagnosis(hs, (), None, command(hs))  # h2c, plain HTTP: not ours to judge
     findings = tuple(_findings(hs, ctx, rules))
     errors = [f for f in findings if f.severity == Severity.ERROR]

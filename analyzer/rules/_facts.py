@@ -108,6 +108,80 @@ def is_bare_403(resp: HttpResponse) -> bool:
     )
 
 
+CREDENTIAL_PARAMS = frozenset(
+    {"token", "access_token", "accesstoken", "auth", "auth_token", "authorization", "jwt", "key", "api_key"}
+)
+CREDENTIAL_HEADERS = ("cookie", "x-api-key", "x-auth-token")
+
+
+def is_browser(req: HttpRequest) -> bool:
+    """A browser's request: it cannot set `Authorization` (or any header) on a WebSocket."""
+    return "mozilla" in (req.header("user-agent") or "").lower() and bool(req.headers_named("origin"))
+
+
+def credential_elsewhere(req: HttpRequest) -> str | None:
+    """Where the request carries a credential other than `Authorization`, in words: a token-like
+    query parameter (what browsers must use), a cookie or key header, or a token offered as a
+    subprotocol (`new WebSocket(url, ["Bearer", token])`)."""
+    query = query_of(req)
+    for name in query:
+        if name.lower() in CREDENTIAL_PARAMS:
+            return f"the `{name}` query parameter"
+    for name in CREDENTIAL_HEADERS:
+        if req.headers_named(name):
+            return f"the `{name.title()}` header"
+    offered = tokens(req, "sec-websocket-protocol")
+    if any(p in ("bearer", "token", "access_token") or p.startswith("eyj") for p in offered):
+        return "Sec-WebSocket-Protocol"
+    return None
+
+
+def node_ws_abort(resp: HttpResponse) -> bool:
+    """The Node `ws` library's own refusal (`abortHandshake`): `Connection: close`,
+    `Content-Type: text/html` and `Content-Length` first, no Server or Date, the message as body."""
+    names = [n.lower() for n, _ in resp.headers[:3]]
+    return names == ["connection", "content-type", "content-length"] and not resp.headers_named("server")
+
+
+def same_origin(req: HttpRequest) -> bool:
+    """Does `Origin` name the very host and port the request went to (`Host`)? A same-origin
+    page is what every default Origin check lets through, so a refusal is something else."""
+    origin, host = (req.header("origin") or "").strip().lower(), (req.header("host") or "").strip().lower()
+    if not origin or not host:
+        return False
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        return False
+    default = {"http": 80, "https": 443, "ws": 80, "wss": 443}.get(parts.scheme)
+    name = parts.hostname or ""
+    if ":" in name:
+        name = f"[{name}]"
+    wanted = {f"{name}:{port or default}"} | ({name} if (port or default) == default else set())
+    return host in wanted
+
+
+def asgi_server(resp: HttpResponse) -> str | None:
+    """The Python ASGI server behind a bare 403, whose meaning is always "the app closed the
+    WebSocket before accept()": uvicorn (`Server` on its websockets side, lower-case headers and
+    an empty reason on its wsproto side), hypercorn, daphne (`403 Access denied`, no headers)."""
+    if resp.status != 403 or body_text(resp).strip():
+        return None
+    server = server_header(resp).lower()
+    for name in ("uvicorn", "hypercorn", "daphne"):
+        if name in server:
+            return name
+    if not resp.headers and resp.reason == "Access denied":
+        return "daphne"
+    names = [n for n, _ in resp.headers]
+    if not server and not resp.reason and names and all(n == n.lower() for n in names):
+        return "uvicorn"  # h11/wsproto writes lower-case names and no reason phrase
+    if not server and {n.lower() for n in names} == {"date", "connection", "content-length", "content-type"}:
+        return "uvicorn"  # its websockets implementation's reject response, without Server
+    return None
+
+
 def is_xiaozhi_request(req: HttpRequest) -> bool:
     if path_of(req).startswith("/xiaozhi/"):
         return True

@@ -9,12 +9,14 @@ from analyzer.rules._facts import (
     IDENTITY_HEADERS,
     Rejection,
     after_upgrade,
+    asgi_server,
     describe_answer,
     has_websocket_markers,
     header_line,
     is_bare_403,
     is_server_running_page,
     is_websockets_server,
+    node_ws_abort,
     path_of,
     proxy_name,
     query_of,
@@ -24,6 +26,7 @@ from analyzer.rules._facts import (
     valid_key,
     ws_complaint,
 )
+from analyzer.rules._pages import proxy_page
 from analyzer.rules._rule import Context, Hit, rule
 
 SINGLE_HEADERS = (
@@ -119,10 +122,24 @@ def _framing_problems(req: HttpRequest) -> list[str]:
             problems.append(f"it carries a body header ({header_line(req, name)})")
     if len(req.headers) > MAX_HEADERS:
         problems.append(f"it has {len(req.headers)} headers (websockets accepts at most {MAX_HEADERS})")
-    if any(len(n) + len(v) + 2 > MAX_LINE for n, v in req.headers) or len(req.target) > MAX_LINE:
-        problems.append(f"a line is longer than {MAX_LINE} bytes")
-    problems.extend(text for name, text in BAD_FRAMING.items() if name in req.anomalies)
+    longest = longest_line(req)
+    if longest is not None:
+        problems.append(f"{longest} is longer than {MAX_LINE} bytes (the limit of websockets)")
+    problems.extend(
+        text
+        for name, text in BAD_FRAMING.items()
+        if name in req.anomalies and not (name == "line-too-long" and longest is not None)
+    )
     return problems
+
+
+def longest_line(req: HttpRequest, limit: int = MAX_LINE) -> str | None:
+    """The request's longest line, in words, when it is longer than `limit` bytes."""
+    name, size = "the request line", len(req.method) + len(req.target) + len(req.version) + 2
+    for n, v in req.headers:
+        if len(n) + len(v) + 2 > size:
+            name, size = f"the `{n}` header", len(n) + len(v) + 2
+    return f"{name} ({size:,} bytes)" if size > limit else None
 
 
 @rule(
@@ -628,11 +645,11 @@ def _expected_path(ctx: Context) -> str | None:
 )
 def wrong_path(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     """What it checks:
-    A 404; a bare 403 from uvicorn/Starlette (its answer when no WebSocket route matches; uvicorn
-    sends no Server header) to the xiaozhi path or a path other than `--expect-path`; the OTA
-    endpoint's 404 (`/xiaozhi/ota` without the slash); or a path
-    that differs from `--expect-path`. With xiaozhi (which accepts any path) a path other than
-    `/xiaozhi/v1/` is only flagged when a proxy is seen in front.
+    A 404 (or a proxy's no-route answer: Caddy's empty 200); a bare 403 from an ASGI server
+    (uvicorn, hypercorn, daphne: Starlette answers it when no WebSocket route matches) to the
+    xiaozhi path or a path other than `--expect-path`; the OTA endpoint's 404 (`/xiaozhi/ota`
+    without the slash); or a path that differs from `--expect-path`. With xiaozhi (which accepts
+    any path) a path other than `/xiaozhi/v1/` is only flagged when a proxy is seen in front.
 
     Why it is refused:
     Routers answer 404 for an unknown path; Starlette/FastAPI answer **403** for a WebSocket to
@@ -656,12 +673,28 @@ def wrong_path(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     hint = f" (expected {expected})" if mismatch else ""
     if expected is not None and path.rstrip("/") == expected.rstrip("/") and path != expected:
         hint = f" (expected {expected}: the trailing slash differs)"
-    if resp is not None and resp.status == 404:
+    page = proxy_page(resp) if resp is not None else None
+    if resp is not None and page is not None and page.kind == "no-route":
+        yield Hit(
+            f"{path} is not routed here{hint}: {page.proxy} answered {resp.status} {resp.reason}: "
+            f"{page.meaning}",
+            evidence=describe_answer(resp),
+            fix=page.fix,
+        )
+    elif resp is not None and resp.status == 404:
         yield Hit(f"{path} is not routed here: 404{hint}", evidence=describe_answer(resp))
+    elif resp is not None and resp.status == 400 and node_ws_abort(resp) and resp.body == b"Bad Request":
+        yield Hit(
+            f"the Node `ws` server refused {path} with its bare 400: its `path` option (or `shouldHandle`) "
+            f"does not match{hint}",
+            evidence=describe_answer(resp),
+            fix="Use the path the `ws` server is created with (`new WebSocketServer({ path })`), or fix "
+            "its `path`/`shouldHandle`.",
+        )
     elif (
         resp is not None
         and resp.status == 403
-        and ("uvicorn" in server_header(resp).lower() or is_bare_403(resp))
+        and (asgi_server(resp) is not None or is_bare_403(resp))
     ):
         xiaozhi_path = ctx.xiaozhi and path.startswith("/xiaozhi/")
         if mismatch or (expected is None and (xiaozhi_path or "uvicorn" in server_header(resp).lower())):

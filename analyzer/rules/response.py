@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from analyzer.model import Handshake, HttpRequest, HttpResponse, Opcode, Outcome, Payload, Severity
 from analyzer.rules._facts import (
     accept_for,
+    asgi_server,
     body_text,
     describe_answer,
     has_websocket_markers,
@@ -18,12 +19,22 @@ from analyzer.rules._facts import (
     json_body,
     path_of,
     proxy_name,
+    same_origin,
     server_header,
     tokens,
     valid_key,
     ws_complaint,
 )
+from analyzer.rules._pages import proxy_page
 from analyzer.rules._rule import Context, Hit, rule
+from analyzer.rules.request import longest_line
+
+DROPPED_AT_ONCE_NS = 1_000_000_000  # a client that closes this soon after a 101, frameless, refused it
+LONG_LINE = 4096
+APP_FIX = (
+    "Use the path the application routes WebSockets on, and meet its conditions for accepting (auth, "
+    "Origin, allowed hosts); its log shows why it refused."
+)  # a header line this long is worth naming when a proxy says the request was bad
 
 XIAOZHI_PORTS = {8000: "the WebSocket port", 8002: "the manager-api", 8003: "the OTA/HTTP port (aiohttp)"}
 
@@ -194,12 +205,17 @@ def wrong_service(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             f"{hs.server} answered bytes that are not HTTP: another protocol listens there{_port_note(port)}",
             evidence="server bytes are not HTTP",
         )
-    elif resp is not None and resp.status == 200 and not resp.body.startswith(b"Server is running"):
+    elif (
+        resp is not None
+        and resp.status == 200
+        and not resp.body.startswith(b"Server is running")
+        and not _no_route(resp)
+    ):
         yield Hit(
             f"{hs.server} answered 200 with {_service_guess(hs)}{_port_note(port)}",
             evidence=describe_answer(resp),
         )
-    elif resp is not None and resp.status == 404 and "aiohttp" in server_header(resp).lower():
+    elif resp is not None and resp.status == 404 and ctx.xiaozhi and "aiohttp" in server_header(resp).lower():
         yield Hit(
             f"aiohttp answered 404: this is xiaozhi's HTTP (OTA) port, not the WebSocket{_port_note(port)}",
             evidence=describe_answer(resp),
@@ -221,6 +237,31 @@ def wrong_service(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             severity=Severity.ERROR if failed else Severity.WARNING,
             rank=25 if failed else 80,
         )
+
+
+def _asgi_refusal(server: str, req: HttpRequest) -> str:
+    if server == "daphne":
+        if not req.headers_named("origin"):
+            return (
+                "daphne answered 403 Access denied: the Channels app closed before accept(); a request "
+                "without Origin is refused by `AllowedHostsOriginValidator` (devices send none), else "
+                "the consumer refused it (auth) or no route matched"
+            )
+        return (
+            "daphne answered 403 Access denied: the Channels app closed before accept(): the consumer "
+            "refused it (auth), or an Origin/allowed-hosts validator did"
+        )
+    return (
+        f"{server} answered a bare 403: the ASGI app closed the WebSocket before accept(): no route "
+        f"matched {path_of(req)} (Starlette/FastAPI answer 403 for that), or the route's own check "
+        "(auth, Origin) refused it"
+    )
+
+
+def _no_route(resp: HttpResponse) -> bool:
+    """A proxy's answer for a request no route matched (Caddy's empty 200): wrong-path says it."""
+    page = proxy_page(resp)
+    return page is not None and page.kind == "no-route"
 
 
 def _failed_upstream(hs: Handshake, ctx: Context) -> Handshake | None:
@@ -258,63 +299,89 @@ def _html_page(resp_body: str) -> bool:
     "proxy-rejected",
     Severity.ERROR,
     rank=40,
-    title="A proxy, CDN or WAF in front refused the request (403/502/504 page from nginx, Cloudflare…)",
-    fix="Fix the proxy: forward the upgrade (`proxy_http_version 1.1`, Upgrade/Connection headers), check "
-    "that the upstream is up, and relax bot/WAF rules for devices without a User-Agent.",
+    title="A proxy, CDN or WAF in front refused the request (its own 403/502/503 page: nginx, HAProxy, "
+    "Apache, Caddy, Squid, Cloudflare…)",
+    fix="Fix what is in front: allow the device in the proxy or WAF rules, start the upstream, and forward "
+    "the upgrade (nginx: `proxy_http_version 1.1` and the Upgrade/Connection headers).",
 )
 def proxy_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     """What it checks:
-    403/401/429 answers written by a proxy or CDN (`Server: nginx`, `cloudflare`, `Via`,
-    `CF-RAY`, an HTML error page), 502/503/504 gateway errors, and bare 403s with no page and no
+    Answers written by a proxy or CDN (`Server: nginx`, `cloudflare`, `Via`, `CF-RAY`, an HTML
+    error page), recognised proxy pages (HAProxy's built-in pages, Apache's, Squid's
+    `X-Squid-Error`, Caddy's empty 403/502, Envoy's texts: `_pages.py`) with what each means
+    and the setting to change, 502/503/504 gateway errors, and bare 403s with no page and no
     Server header that no more specific rule explains (an application's refusal: uvicorn turns a
-    Starlette app's close-before-accept into exactly that). For a 502/504, the proxy's own
+    Starlette app's close-before-accept into exactly that). For a gateway error, the proxy's own
     failed connection to its upstream is named when the capture has it (opened after the request
     came, before the error page).
 
     Why it is refused:
     xiaozhi-server never answers 401/403/404 on its WebSocket port, so such pages come from what
-    is in front: nginx `deny`/auth rules, Cloudflare bot protection (the firmware sends no
-    User-Agent), or a proxy whose upstream is down or talks HTTP/1.0 to it (→ 502).
+    is in front: access rules (nginx `deny`, HAProxy `http-request deny`, Apache `Require`,
+    Squid `http_access`, whose stock config tunnels only to port 443), Cloudflare bot protection
+    (the firmware sends no User-Agent), header size limits, or a proxy whose upstream is down
+    (HAProxy 503 "No server is available", Apache 503, Caddy/nginx 502) or talks HTTP/1.0 to it.
 
     Example:
-    `HTTP/1.1 403 Forbidden`, `Server: nginx/1.22.1`, `<center>nginx</center>`.
+    `HTTP/1.1 503 Service Unavailable` + `No server is available to handle this request.` (HAProxy).
 
     Fix:
-    Allow the device in the proxy/WAF; set `proxy_http_version 1.1` and the upgrade headers;
-    start the upstream.
+    The recognised page's own setting; else allow the device, start the upstream, forward the
+    upgrade.
 
     References:
-    xiaozhi-protocol.md §6 row 23; field-failures D1, D3, D5.
+    xiaozhi-protocol.md §6 row 23; field-failures D1, D3, D5; captures/README.md (proxy captures).
     """
     req, resp = hs.request, hs.response
     if req is None or resp is None or resp.status < 400 or is_websockets_server(resp):
         return
     if "plain HTTP request was sent to HTTPS port" in body_text(resp):
         return
-    proxy = proxy_name(resp)
+    page = proxy_page(resp)
+    if page is not None and page.kind in ("tls-port", "no-route"):
+        return  # plain-to-tls-port and wrong-path name these
+    proxy = page.proxy if page is not None else proxy_name(resp)
     server = server_header(resp).lower()
-    if resp.status in (502, 504):
-        who = proxy or "the gateway"
-        upstream = _failed_upstream(hs, ctx)
-        if upstream is not None:
-            t = upstream.transport
-            how = (
-                "was refused (RST): nothing listens there"
-                if t.server_rst and not t.syn_ack
-                else "got no answer (SYN unanswered)"
-                if not t.syn_ack
-                else "failed"
-            )
-            yield Hit(
-                f"{who} answered {resp.status}: its own connection to {upstream.server} {how} "
-                f"(tcp.stream {upstream.tcp_stream}, while this request waited)",
-                evidence=describe_answer(resp),
-                rank=15,
-            )
-            return
+    upstream = _failed_upstream(hs, ctx) if resp.status in (502, 503, 504) else None
+    if upstream is not None:
+        t = upstream.transport
+        how = (
+            "was refused (RST): nothing listens there"
+            if t.server_rst and not t.syn_ack
+            else "got no answer (SYN unanswered)"
+            if not t.syn_ack
+            else "failed"
+        )
         yield Hit(
-            f"{who} answered {resp.status}: the upstream WebSocket server is down or unreachable, or the "
-            "proxy talks HTTP/1.0 to it (proxy_http_version 1.1 missing)",
+            f"{proxy or 'the gateway'} answered {resp.status}: its own connection to {upstream.server} {how} "
+            f"(tcp.stream {upstream.tcp_stream}, while this request waited)",
+            evidence=describe_answer(resp),
+            rank=15,
+            fix=page.fix if page is not None else None,
+        )
+    elif page is not None:
+        sized = page.kind in ("too-large", "bad-request") and longest_line(req, LONG_LINE) is not None
+        here = f"; here {longest_line(req, LONG_LINE)}" if sized else ""
+        what = (
+            f"refused to open a tunnel to {req.target} ({resp.status} {resp.reason})"
+            if req.method.upper() == "CONNECT"
+            else f"answered {resp.status} {resp.reason}"
+        )
+        yield Hit(
+            f"{page.proxy} {what}: {page.meaning}{here}".replace(" :", ":"),
+            evidence=describe_answer(resp),
+            rank=10 if sized or page.kind == "too-large" else 15,
+            fix=page.fix,
+        )
+    elif resp.status in (502, 504):
+        why = (
+            "or the proxy talks HTTP/1.0 to it (proxy_http_version 1.1 missing)"
+            if proxy == "nginx"
+            else "or it answered what the proxy could not read"
+        )
+        yield Hit(
+            f"{proxy or 'the gateway'} answered {resp.status}: the upstream WebSocket server is down or "
+            f"unreachable, {why}",
             evidence=describe_answer(resp),
             rank=15,
         )
@@ -327,6 +394,16 @@ def proxy_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         yield Hit(
             f"{proxy} refused the request with {resp.status} {resp.reason}{extra}",
             evidence=describe_answer(resp),
+        )
+    elif (asgi := asgi_server(resp)) is not None:
+        yield Hit(_asgi_refusal(asgi, req), evidence=describe_answer(resp), rank=45, fix=APP_FIX)
+    elif resp.status in (401, 403) and body_text(resp).strip() == f"{resp.status}: {resp.reason}":
+        yield Hit(
+            f"aiohttp's own {resp.status} page: a handler raised `web.HTTP{resp.reason.replace(' ', '')}` "
+            "before preparing the WebSocket; the application's check (auth, access) refused it",
+            evidence=describe_answer(resp),
+            rank=45,
+            fix=APP_FIX,
         )
     elif resp.status == 403 and "uvicorn" not in server and _html_page(body_text(resp)):
         yield Hit(
@@ -384,6 +461,8 @@ def origin_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         return
     elif is_websockets_server(resp):
         yield Hit("websockets answered 403: its only 403 is the Origin allow-list", evidence=ev)
+    elif same_origin(req):
+        return  # the page's own origin passes every default check: the refusal is something else
     elif "uvicorn" in server_header(resp).lower():
         path_ok = ctx.config.expect_path is not None and path_of(req) == ctx.config.expect_path
         if path_ok:
@@ -450,7 +529,22 @@ def subprotocol_mismatch(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             f.direction == "client" and f.opcode == Opcode.CLOSE and f.close_code in (1002, 1006)
             for f in hs.frames
         )
-        if browser or client_failed:
+        t = hs.transport
+        dropped = (  # hung up at once without a frame: the client library refused the 101
+            t.closed_by == "client"
+            and resp.ts_ns
+            and 0 <= t.closed_ns - resp.ts_ns <= DROPPED_AT_ONCE_NS
+            and not any(f.direction == "client" for f in hs.frames)
+        )
+        if dropped:
+            yield Hit(
+                f"the client offered {offered}, the 101 selects none, and the client closed "
+                f"{(t.closed_ns - resp.ts_ns) / 1e6:.1f} ms later without a frame: it refused the answer "
+                "(Node `ws`: \"Server sent no subprotocol\"; browsers do the same)",
+                evidence=ev,
+                rank=10,
+            )
+        elif browser or client_failed:
             yield Hit(
                 f"the client offered {offered} and the 101 selects none: browsers fail the connection",
                 evidence=ev,

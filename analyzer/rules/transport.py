@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from analyzer.model import Handshake, Payload, Severity
 from analyzer.rules._facts import Rejection, after_upgrade, describe_answer, frame_ref, silence_before_close
+from analyzer.rules._pages import proxy_page
 from analyzer.rules._rule import Context, Hit, rule
 from analyzer.tlsinfo import alert_name
 
@@ -226,7 +227,9 @@ def tls_to_plain_port(hs: Handshake, ctx: Context) -> Iterator[Hit]:
 def plain_to_tls_port(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     """What it checks:
     A plaintext HTTP request answered by TLS bytes (an alert), by nginx's
-    `400 The plain HTTP request was sent to HTTPS port` page, or closed without a byte by a
+    `400 The plain HTTP request was sent to HTTPS port` page (Go servers such as Caddy and Traefik:
+    `Client sent an HTTP request to an HTTPS server.`; Apache: `speaking plain HTTP to an
+    SSL-enabled server port`), or closed without a byte by a
     server on a usual TLS port (443, 8443, …) or one that speaks TLS on other connections.
 
     Why it is refused:
@@ -259,6 +262,11 @@ def plain_to_tls_port(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     ):
         yield Hit(
             f"{hs.server} (nginx) says: The plain HTTP request was sent to HTTPS port",
+            evidence=describe_answer(hs.response),
+        )
+    elif hs.response is not None and (page := proxy_page(hs.response)) and page.kind == "tls-port":
+        yield Hit(
+            f"{hs.server} ({page.proxy}) answered {hs.response.status}: {page.meaning}",
             evidence=describe_answer(hs.response),
         )
     elif hs.response is None and t.server_payload == Payload.NONE and (t.server_fin or t.server_rst):

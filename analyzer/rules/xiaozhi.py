@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 
-from analyzer.model import Handshake, Outcome, Severity
+from analyzer.model import Handshake, HttpResponse, Outcome, Severity
 from analyzer.rules._facts import (
     MAC_ESP32_RE,
     MAC_MANAGER_RE,
@@ -21,10 +21,12 @@ from analyzer.rules._facts import (
     Rejection,
     after_upgrade,
     bearer_token,
+    credential_elsewhere,
     describe_answer,
     frame_ref,
     header_line,
     identity,
+    is_browser,
     mac_neighbours,
     ota_for,
     ota_websocket,
@@ -71,6 +73,17 @@ def _auth_hit(hs: Handshake, ctx: Context, message: str, evidence: str, rank: in
 def _generic_401(hs: Handshake) -> bool:
     resp = hs.response
     return resp is not None and resp.status == 401 and proxy_name(resp) is None
+
+
+BROWSER_TOKEN_FIX = (
+    "A browser cannot set Authorization (or any header) on a WebSocket: pass the token in the URL "
+    "query (`?token=`), a cookie or `Sec-WebSocket-Protocol`, and have the server read it there."
+)
+
+
+def _asks_for(resp: HttpResponse) -> str:
+    challenge = resp.header("www-authenticate")
+    return f" (WWW-Authenticate: {challenge.strip()[:80]})" if challenge else ""
 
 
 def _old_server(a: AfterUpgrade) -> str:
@@ -428,10 +441,15 @@ def missing_token(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     if ident.authorization is not None:
         return
     if _generic_401(hs) and hs.response is not None:
+        if credential_elsewhere(req) is not None:
+            return  # token-rejected: the credential it sent was refused
         yield Hit(
-            "the server answered 401 and the request has no Authorization",
+            f"the server answered 401{_asks_for(hs.response)} and the request carries no credential",
             evidence=describe_answer(hs.response),
             rank=15,
+            fix=BROWSER_TOKEN_FIX
+            if is_browser(req)
+            else "Send the credential the server asks for, usually `Authorization: Bearer <token>`.",
         )
         return
     if not ctx.xiaozhi or (_whitelisted(ident, ctx) and _auth_state(hs, ctx) != "rejected"):
@@ -561,10 +579,18 @@ def token_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         return
     ident = identity(req)
     token = bearer_token(ident.authorization)
-    if token is None:
+    elsewhere = credential_elsewhere(req) if ident.authorization is None else None
+    if _generic_401(hs) and hs.response is not None and (token is not None or elsewhere is not None):
+        yield Hit(
+            f"the server answered 401{_asks_for(hs.response)} to the credential in "
+            f"{elsewhere or 'the Authorization header'}",
+            evidence=describe_answer(hs.response),
+            rank=15,
+            fix="Send a credential this server accepts (valid, not expired, for this user, where it reads "
+            "it); its log says why it refused this one.",
+        )
         return
-    if _generic_401(hs) and hs.response is not None:
-        yield Hit("the server answered 401 to the token", evidence=describe_answer(hs.response), rank=15)
+    if token is None:
         return
     if not ctx.xiaozhi or (_whitelisted(ident, ctx) and _auth_state(hs, ctx) != "rejected"):
         return
