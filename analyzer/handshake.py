@@ -77,6 +77,23 @@ def _too_short_to_tell(data: bytes, from_client: bool) -> bool:
     return b"HTTP/".startswith(data)
 
 
+# What WebSocket servers answer a plain GET with (Tornado, aiohttp, Go's gorilla, websockets)
+_ENDPOINT_TEXTS = (
+    b'can "upgrade" only to "websocket"',
+    b"no websocket upgrade hdr",
+    b"the client is not using the websocket protocol",
+    b"failed to open a websocket connection",
+)
+
+
+def says_websocket_endpoint(resp: HttpResponse) -> bool:
+    """Does this answer to a plain request say that the URL is a WebSocket endpoint?"""
+    if resp.status == 426 or "websocket" in (resp.header("upgrade") or "").lower():
+        return True
+    body = resp.body[:512].lower()
+    return resp.status >= 400 and any(text in body for text in _ENDPOINT_TEXTS)
+
+
 def is_ota(req: HttpRequest) -> bool:
     return "/ota" in req.target.lower().split("?")[0]
 
@@ -107,6 +124,7 @@ class _Attempt:
     ota: bool = False
     done: bool = False
     tunnel: str | None = None  # sent inside a CONNECT tunnel to this authority
+    shadow: bool = False  # a plain GET: an attempt only if its answer shows a WebSocket endpoint
 
 
 class Conversation:
@@ -328,6 +346,8 @@ class Conversation:
         if (connect or is_attempt(req) or is_ota(req)) and len(self.attempts) < MAX_ATTEMPTS:
             attempt = _Attempt(req, ota=is_ota(req) and not is_attempt(req), tunnel=self.tunnel)
             self.attempts.append(attempt)
+        elif req.method.upper() == "GET":
+            attempt = _Attempt(req, tunnel=self.tunnel, shadow=True)
         if len(self.unanswered) == MAX_UNANSWERED and self._note.once("too-many-unanswered-requests"):
             self._note(
                 Anomaly("too-many-unanswered-requests", f"over {MAX_UNANSWERED} requests without an answer")
@@ -354,6 +374,8 @@ class Conversation:
             self._partial_request()  # answered before the request was complete (e.g. 431, 400)
         if self.unanswered:
             attempt = self.unanswered.popleft()
+            if attempt is not None and attempt.shadow:
+                attempt = self._promoted(attempt, resp)
         elif (status == 101 or self._client_spoke_tls()) and len(self.attempts) < MAX_ATTEMPTS:
             # a 101 whose request was before the capture began, or HTTP answering a ClientHello
             attempt = _Attempt(None)
@@ -377,6 +399,16 @@ class Conversation:
 
     def _client_spoke_tls(self) -> bool:
         return self.client is not None and self.sides[self.client].payload is Payload.TLS
+
+    def _promoted(self, attempt: _Attempt, resp: HttpResponse) -> _Attempt | None:
+        """A plain GET becomes an attempt when its answer shows that the URL is a WebSocket
+        endpoint (curl or a proxy that stripped the upgrade headers): the client was meant to
+        upgrade there."""
+        if not says_websocket_endpoint(resp) or len(self.attempts) >= MAX_ATTEMPTS:
+            return None
+        attempt.shadow = False
+        self.attempts.append(attempt)
+        return attempt
 
     def _tunnel_answer(self, attempt: _Attempt, status: int) -> bool:
         """An answer to CONNECT: a 2xx opens the tunnel, and the attempt that matters is the

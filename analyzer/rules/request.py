@@ -683,6 +683,15 @@ def wrong_path(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         )
     elif resp is not None and resp.status == 404:
         yield Hit(f"{path} is not routed here: 404{hint}", evidence=describe_answer(resp))
+    elif resp is not None and (resp.status, resp.reason, resp.headers) == (500, "Internal server error", ()):
+        yield Hit(
+            f"daphne answered its bare 500: the Channels app raised before accept(), most often "
+            f"`URLRouter` finding no route for {path} (ValueError: No route found for path){hint}",
+            evidence=describe_answer(resp),
+            rank=30,
+            fix="Use a path the Channels `URLRouter` routes (`path(\"ws/...\", Consumer.as_asgi())`); "
+            "daphne's log shows the exception.",
+        )
     elif resp is not None and resp.status == 400 and node_ws_abort(resp) and resp.body == b"Bad Request":
         yield Hit(
             f"the Node `ws` server refused {path} with its bare 400: its `path` option (or `shouldHandle`) "

@@ -107,7 +107,11 @@ def no_answer(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         )
         return
     if t.server_fin:
-        msg = f"{hs.server} received the request and closed the connection without answering a byte"
+        msg = (
+            f"{hs.server} received the request and closed the connection without answering a byte "
+            "(a TLS-only port does this to a plain request: try wss://; so do a proxy rule that "
+            "drops, and servers that cannot parse the request)"
+        )
         yield Hit(msg, evidence="request sent, server FIN, 0 response bytes")
     else:
         yield Hit(
@@ -378,7 +382,14 @@ def no_server_hello(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     a = after_upgrade(hs, True)
     if a.client_hello is None or a.server_hello is not None or a.server_close is not None:
         return
-    if a.rejection == Rejection.NO_HELLO:
+    if hs.transport.gaps:  # bytes the capture lost (tcpdump drops): the hello may be among them
+        yield Hit(
+            f"the client sent hello; no server hello was captured, but the capture lost bytes of this "
+            f"connection ({hs.transport.gaps} gap(s)): it may be among them, so this is no verdict",
+            evidence="client hello" + frame_ref(a.client_hello),
+            severity=Severity.WARNING,
+        )
+    elif a.rejection == Rejection.NO_HELLO:
         extra = f"; the server sent the bind prompt {a.bind_text!r}" if a.bind_text else ""
         yield Hit(
             "the client sent hello and the server never answered hello"
@@ -396,14 +407,18 @@ def no_server_hello(hs: Handshake, ctx: Context) -> Iterator[Hit]:
 
 # Documented idle timeouts of what sits between a device and its server, by their seconds.
 IDLE_CLOSERS = (
-    (60, "nginx's `proxy_read_timeout` (60 s by default), or a load balancer's idle timeout (AWS ALB: 60 s)"),
+    (50, "HAProxy's `timeout client`/`timeout server` (50 s in Debian's and Ubuntu's stock haproxy.cfg; "
+     "`timeout tunnel` overrides them for WebSockets)"),
+    (60, "nginx's `proxy_read_timeout` (60 s by default), Apache's `Timeout` (60 s), or a load balancer's "
+     "idle timeout (AWS ALB: 60 s)"),
     (100, "Cloudflare's proxy (it closes WebSocket connections idle for 100 s)"),
     (270, "Cloudflare Zero Trust / cloudflared (270 s idle)"),
     (350, "an AWS Network Load Balancer (350 s idle timeout for TCP)"),
 )
 IDLE_SLACK_S = 2.0  # a timer fires a little late; captures stamp a little early or late
 SAME_SILENCE_S = 1.0  # closes after this much the same silence come from one timer
-MIN_TIMEOUT_S = 10.0  # shorter silences are conversation pauses, not a proxy's timer
+MIN_TIMEOUT_S = 10.0  # shorter silences are conversation pauses, unless they agree this closely:
+SAME_SHORT_SILENCE_S = 0.1  # three closes after 5.0 s each are a timer (HAProxy `timeout tunnel 5s`)
 
 
 @rule(
@@ -420,9 +435,10 @@ def closed_after_idle(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     """What it checks:
     An upgraded connection whose first FIN or RST came after a silence (no payload either way)
     matching a well-known idle timeout to within 2 s: 60 s (nginx `proxy_read_timeout`, AWS
-    ALB), 100 s (Cloudflare), 270 s (Cloudflare Zero Trust), 350 s (AWS NLB); or a silence of
-    10 s or more that at least two other connections of the capture also ended after (within
-    1 s, closed by the same side): a timer with a custom value. Names who closed.
+    ALB, Apache), 50 s (HAProxy's stock config), 100 s (Cloudflare), 270 s (Cloudflare Zero
+    Trust), 350 s (AWS NLB); or a silence that at least two other connections of the capture
+    also ended after, closed by the same side (within 1 s; within 0.1 s for silences under
+    10 s): a timer with a custom value. Names who closed.
 
     Why it is refused:
     A proxy or load balancer drops a connection nothing was sent on for its idle timeout,
@@ -449,17 +465,17 @@ def closed_after_idle(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         if abs(silence - seconds) <= IDLE_SLACK_S:
             yield Hit(f"{said}: {who}", evidence=evidence)
             return
-    if silence < MIN_TIMEOUT_S:
+    if silence < 2.0:
         return
+    within = SAME_SILENCE_S if silence >= MIN_TIMEOUT_S else SAME_SHORT_SILENCE_S
     alike = sum(
-        1
-        for other, by in ctx.lookup.idle_closes
-        if by == t.closed_by and abs(other - silence) <= SAME_SILENCE_S
+        1 for other, by in ctx.lookup.idle_closes if by == t.closed_by and abs(other - silence) <= within
     )
     if alike >= 3:  # this one and two more: one timer, not chance
         yield Hit(
             f"{said}, as {alike - 1} other connections in this capture did: a fixed idle timeout of "
-            f"about {silence:.0f} s in a proxy or load balancer",
+            f"about {silence:.0f} s in a proxy or load balancer (HAProxy `timeout tunnel`, nginx "
+            "`proxy_read_timeout`, Apache `Timeout`, Caddy `read_timeout`…)",
             evidence=evidence,
         )
 
