@@ -105,7 +105,7 @@ def _frames(h: dict[str, Any], console: Console) -> None:
         arrow = "→" if f["direction"] == "client" else "←"
         desc = f["opcode"]
         if f["opcode"] == "close":
-            desc += f" {f.get('close_code')}" + (
+            desc += (f" {f['close_code']}" if f.get("close_code") is not None else " (no code)") + (
                 f" {safe(f['close_reason'], 80)!s}" if f.get("close_reason") else ""
             )
         elif "text" in f:

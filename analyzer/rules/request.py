@@ -21,7 +21,6 @@ from analyzer.rules._facts import (
     proxy_name,
     query_of,
     request_line,
-    server_header,
     tokens,
     valid_key,
     ws_complaint,
@@ -706,11 +705,13 @@ def wrong_path(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         and (asgi_server(resp) is not None or is_bare_403(resp))
     ):
         xiaozhi_path = ctx.xiaozhi and path.startswith("/xiaozhi/")
-        if mismatch or (expected is None and (xiaozhi_path or "uvicorn" in server_header(resp).lower())):
+        starlette = asgi_server(resp) in ("uvicorn", "hypercorn")  # daphne's 403 is Channels' own
+        if mismatch or (expected is None and (xiaozhi_path or starlette)):
             why = " (xiaozhi-server never answers 403: another app answered)" if xiaozhi_path else ""
             yield Hit(
                 f"a bare 403 for {path}, Starlette/FastAPI's answer when no WebSocket route matches"
-                f"{hint}{why}",
+                f"{hint}{why}; if the route exists, the app closed before accept() (`--expect-path` "
+                "tells them apart)",
                 evidence=describe_answer(resp),
                 rank=20 if mismatch else 30,
             )

@@ -451,7 +451,19 @@ def origin_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     RFC 6455 §4.2.1 (item 5), §10.2; field-failures B7.
     """
     req, resp = hs.request, hs.response
-    if req is None or resp is None or not req.headers_named("origin") or resp.status not in (400, 403):
+    if req is None or resp is None or resp.status not in (400, 403):
+        return
+    if not req.headers_named("origin"):
+        if asgi_server(resp) == "daphne":
+            yield Hit(
+                "daphne answered 403 Access denied to a request without Origin: Channels' "
+                "`AllowedHostsOriginValidator` (and `OriginValidator`) refuse a missing Origin, and "
+                "devices send none",
+                evidence="(no Origin header)",
+                rank=40,
+                fix="Send an Origin that ALLOWED_HOSTS lists, or route devices through a consumer "
+                "without the origin validator.",
+            )
         return
     ev = header_line(req, "Origin")
     said = ws_complaint(resp) or body_text(resp)

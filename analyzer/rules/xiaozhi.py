@@ -819,9 +819,14 @@ def auth_failed_after_upgrade(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             )
     elif a.rejection == Rejection.POLICY_CLOSE:
         yield Hit(
-            f"the server closed with {code}{reason} right after the 101, before any data",
+            f"the server closed with {code}{reason} right after the 101, before any data: it accepted "
+            "the upgrade, then its handler refused the client (authentication or policy)",
             evidence=f"Close {code}" + frame_ref(close),
             rank=60,
+            fix=None
+            if ctx.xiaozhi
+            else "The application refused the client after accepting it: send the credential or meet the "
+            "policy its close reason names; its log says which.",
         )
     elif a.rejection == Rejection.CRASH:
         yield Hit(

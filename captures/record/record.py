@@ -837,8 +837,9 @@ def sc_starlette_path(ctx: Ctx) -> dict:
 
 
 @scenario("starlette-close-before-accept-403", "esp32-fw-sim -> uvicorn + Starlette",
-          "route exists but the app closes before accept() -> uvicorn answers 403",
-          [(ESP, "uvicorn+starlette", "proxy-rejected")])
+          "route exists but the app closes before accept() -> uvicorn answers 403; on the wire the "
+          "same bare 403 as a missing route, so without --expect-path the likelier cause is named",
+          [(ESP, "uvicorn+starlette", "wrong-path")])
 def sc_starlette_close(ctx: Ctx) -> dict:
     p = ctx.port(8000)
     _uvicorn(ctx, p)
