@@ -6,6 +6,7 @@ import random
 
 from websockets.frames import Frame, Opcode
 
+from analyzer.http_stream import MAX_PENDING, MessageReader, Mode
 from analyzer.model import Outcome, Payload
 from analyzer.pipeline import analyze_segments
 from tests.segments import Wire
@@ -200,3 +201,70 @@ def test_wrong_tcp_checksums_are_counted_per_side() -> None:
     assert (h.transport.client_bad_checksums, h.transport.server_bad_checksums) == (2, 0)
     (plain,) = analyze_segments(w.segments).handshakes
     assert h.outcome == plain.outcome and h.request == plain.request
+
+
+CONNECT = b"CONNECT 192.168.1.10:8000 HTTP/1.1\r\nHost: 192.168.1.10:8000\r\n\r\n"
+ESTABLISHED = b"HTTP/1.1 200 Connection established\r\n\r\n"
+
+
+def test_connect_tunnel_the_request_inside_is_the_attempt() -> None:
+    """Through a forward proxy: CONNECT, `200 Connection established` (no body, no length), then
+    the upgrade inside the tunnel; the CONNECT is not an attempt of its own, the inner request
+    is, with the tunnel named, its 101 and its frames."""
+    w = Wire().handshake().send(True, CONNECT).send(False, ESTABLISHED)
+    w.send(True, ESP32_REQUEST).send(False, SWITCHING).send(False, text_frame("hi", mask=False))
+    [hs] = analyze_segments(w.fin(True).fin(False).segments).handshakes
+    assert hs.tunnel == "192.168.1.10:8000"
+    assert hs.request is not None and hs.request.method == "GET" and hs.request.target == "/xiaozhi/v1/"
+    assert hs.outcome is Outcome.UPGRADED
+    assert [f.text for f in hs.frames] == ["hi"]
+
+
+def test_connect_tunnel_carrying_tls_is_not_an_attempt_nor_an_oddity() -> None:
+    """wss:// through the proxy: the tunnel carries TLS, which is neither an HTTP attempt nor
+    'unexpected bytes between messages'."""
+    client_hello = bytes.fromhex("160301002a010000260303") + bytes(32) + b"\x00\x00\x02\x13\x01\x01\x00"
+    server_hello = bytes.fromhex("160303002a020000260303") + bytes(38)
+    w = Wire().handshake().send(True, CONNECT).send(False, ESTABLISHED)
+    w.send(True, client_hello).send(False, server_hello)
+    assert analyze_segments(w.fin(True).fin(False).segments).handshakes == []
+    requests, responses = MessageReader(True), MessageReader(False)
+    responses.pending_methods = requests.pending_methods
+    assert [m.head.start[0] for m in requests.feed(CONNECT, 1, 1)] == ["CONNECT"]
+    assert requests.feed(client_hello, 2, 2) == [] and requests.mode is Mode.HOLD
+    [established] = responses.feed(ESTABLISHED + server_hello, 3, 3)
+    assert established.body == b"" and responses.mode is Mode.STOPPED
+    assert requests.feed(requests.release(tunnel=True), 4, 4) == [] and requests.mode is Mode.STOPPED
+    assert requests.anomalies == [] and responses.anomalies == []
+
+
+def test_request_methods_awaiting_answers_are_bounded() -> None:
+    """A client pipelining into a server that never answers: the methods kept stay bounded."""
+    reader = MessageReader(True)
+    reader.feed(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n" * 1000, 1, 1)
+    assert len(reader.pending_methods) == MAX_PENDING
+
+
+def test_refused_connect_is_the_attempt() -> None:
+    """A proxy that refuses the tunnel (Squid's 403): that CONNECT is what failed."""
+    refused = (
+        b"HTTP/1.1 403 Forbidden\r\nServer: squid/5.7\r\nX-Squid-Error: ERR_ACCESS_DENIED 0\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    w = Wire().handshake().send(True, CONNECT).send(False, refused)
+    [hs] = analyze_segments(w.fin(False).fin(True).segments).handshakes
+    assert hs.request is not None and hs.request.method == "CONNECT"
+    assert hs.response is not None and hs.response.status == 403 and hs.tunnel is None
+
+
+def test_plain_get_answered_as_a_websocket_endpoint_is_an_attempt() -> None:
+    """curl (or a proxy that dropped the upgrade headers) sends a plain GET; the answer says the
+    URL is a WebSocket endpoint, so the GET is the failed attempt. A plain GET answered otherwise
+    is not ours."""
+    get = b"GET /ws HTTP/1.1\r\nHost: 192.168.1.10:8000\r\n\r\n"
+    body = b'Can "Upgrade" only to "WebSocket".'
+    endpoint = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 34\r\n\r\n" + body
+    page = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    for answer, attempts in ((endpoint, 1), (page, 0)):
+        w = Wire().handshake().send(True, get).send(False, answer)
+        assert len(analyze_segments(w.fin(False).fin(True).segments).handshakes) == attempts

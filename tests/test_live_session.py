@@ -23,7 +23,7 @@ from analyzer.sources.live import LiveSession
 from analyzer.sources.pcapfile import open_input, read_records
 
 ROOT = Path(__file__).resolve().parent.parent
-CAPTURES = sorted((ROOT / "captures").glob("*.pcap"))
+CAPTURES = sorted((ROOT / "captures").glob("*.pcap")) + sorted((ROOT / "captures").glob("*/*.pcap"))
 
 Verdicts = dict[tuple[str, str], tuple[str | None, set[str]]]
 
@@ -47,7 +47,7 @@ def verdicts(docs: list[dict[str, Any]]) -> Verdicts:
     }
 
 
-@pytest.mark.parametrize("capture", CAPTURES, ids=[c.name for c in CAPTURES])
+@pytest.mark.parametrize("capture", CAPTURES, ids=[str(c.relative_to(ROOT / "captures")) for c in CAPTURES])
 def test_live_names_the_cause_analyze_names(capture: Path) -> None:
     live = verdicts(replay(capture))
     filed = verdicts(list(tree.handshake_docs([analyze_path(str(capture))])))

@@ -310,3 +310,67 @@ def test_unrecognised_status_still_gets_its_meaning() -> None:
     d = diag(make_handshake(response=resp))
     assert cause(d) == "unexplained-rejection"
     assert d.cause is not None and "overloaded" in d.cause.message
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "server", "expected", "words"),
+    [
+        (
+            400,
+            "<center>Request Header Or Cookie Too Large</center><center>nginx</center>",
+            "nginx",
+            "proxy-rejected",
+            "large_client_header_buffers",
+        ),
+        (503, "no healthy upstream", "envoy", "proxy-rejected", "no host of the upstream cluster is healthy"),
+        (
+            503,
+            "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            None,
+            "proxy-rejected",
+            "connection to the upstream failed",
+        ),
+        (404, "404 page not found\n", None, "wrong-path", "no router or route matches"),
+        (
+            400,
+            "Reason: You're speaking plain HTTP to an SSL-enabled server port.",
+            "Apache/2.4.71",
+            "plain-to-tls-port",
+            "TLS port",
+        ),
+    ],
+)
+def test_proxy_pages_from_their_source_strings(
+    status: int, body: str, server: str | None, expected: str, words: str
+) -> None:
+    """Proxy answers not in the recorded captures, from each product's fixed strings: the page
+    names what happened in that product's terms."""
+    d = diag(make_handshake(response=make_response(status, body, server=server)))
+    assert cause(d) == expected
+    assert d.cause is not None and words in d.cause.message
+
+
+@pytest.mark.parametrize(
+    ("extra", "where"),
+    [
+        ([("Cookie", "session=abc123")], "the `Cookie` header"),
+        ([("Sec-WebSocket-Protocol", "Bearer, eyJhbGciOiJIUzI1NiJ9.e30.sig")], "Sec-WebSocket-Protocol"),
+    ],
+)
+def test_401_to_a_credential_outside_authorization_is_token_rejected(
+    extra: list[tuple[str, str]], where: str
+) -> None:
+    """A browser cannot send Authorization; a 401 to its cookie or subprotocol token is the
+    credential refused, not a missing one."""
+    req = browser(add_headers=extra)
+    d = diag(make_handshake(req, make_response(401, "Unauthorized", server=None)))
+    assert cause(d) == "token-rejected"
+    assert d.cause is not None and where in d.cause.message
+
+
+def test_401_to_a_browser_without_credential_says_browsers_cannot_set_headers() -> None:
+    challenge = [("WWW-Authenticate", 'Bearer realm="x"')]
+    d = diag(make_handshake(browser(), make_response(401, "", server=None, headers=challenge)))
+    assert cause(d) == "missing-token"
+    assert d.cause is not None and 'WWW-Authenticate: Bearer realm="x"' in d.cause.message
+    assert d.cause.fix is not None and "query" in d.cause.fix
