@@ -88,7 +88,9 @@ def compare(ours: Sequence[Handshake], theirs: Sequence[Handshake]) -> list[str]
                 what = f"{h.request.method} {h.request.target}" if h.request else f"no request ({h.outcome})"
                 out.append(f"{where}: only {only} found this handshake: {what}")
                 continue
-            out += [f"{where}: {d}" for d in _differences(ha, hb)]
+            # tshark reads what follows `200 Connection established` as tunnel bytes, not HTTP
+            note = " (tshark does not dissect HTTP inside a CONNECT tunnel)" if ha.tunnel else ""
+            out += [f"{where}: {d}{note}" for d in _differences(ha, hb)]
     return out
 
 

@@ -24,7 +24,7 @@ from functools import cache
 from typing import Any
 
 from analyzer.errors import WsdiagError
-from analyzer.handshake import is_attempt, is_ota
+from analyzer.handshake import is_attempt, is_ota, says_websocket_endpoint
 from analyzer.limits import Limits
 from analyzer.model import (
     Anomaly,
@@ -475,14 +475,17 @@ def _results(st: _Stream, limits: Limits) -> tuple[list[Handshake], list[OtaExch
         tls_sni=tls.sni if tls else None,
         tls=tls if st.payload.get(client) is Payload.TLS else None,
     )
-    attempts: list[list[Any]] = []  # [request | None, response | None, frames, ota]
-    waiting: list[list[Any] | None] = []
+    # [request | None, response | None, frames, ota, tunnel]; the same choices as the built-in
+    # engine (handshake.Conversation): CONNECT tunnels, plain GETs that hit a WebSocket endpoint
+    attempts: list[list[Any]] = []
+    waiting: list[list[Any]] = []
     upgraded: list[Any] | None = None
+    tunnel: str | None = None
     for _src, msg in st.messages:
         if isinstance(msg, HttpRequest):
-            new: list[Any] | None = None
-            if is_attempt(msg) or is_ota(msg):
-                new = [msg, None, [], is_ota(msg) and not is_attempt(msg)]
+            connect = msg.method.upper() == "CONNECT"
+            new: list[Any] = [msg, None, [], is_ota(msg) and not is_attempt(msg), tunnel]
+            if connect or is_attempt(msg) or is_ota(msg):
                 attempts.append(new)
             waiting.append(new)
         else:
@@ -491,8 +494,13 @@ def _results(st: _Stream, limits: Limits) -> tuple[list[Handshake], list[OtaExch
             att: list[Any] | None
             if waiting:
                 att = waiting.pop(0)
+                if not any(a is att for a in attempts):  # a plain request
+                    if att[0].method.upper() == "GET" and says_websocket_endpoint(msg):
+                        attempts.append(att)
+                    else:
+                        att = None
             elif msg.status == 101 or transport.client_payload is Payload.TLS:
-                att = [None, None, [], False]
+                att = [None, None, [], False, tunnel]
                 attempts.append(att)
             else:
                 att = None
@@ -500,16 +508,25 @@ def _results(st: _Stream, limits: Limits) -> tuple[list[Handshake], list[OtaExch
                 att[1] = msg
                 if msg.status == 101:
                     upgraded = att
+                req = att[0]
+                if req is not None and req.method.upper() == "CONNECT":
+                    opened = 200 <= msg.status < 300
+                    if opened or req.target.rpartition(":")[2] == "443":
+                        attempts = [a for a in attempts if a is not att]
+                    if opened:
+                        tunnel = req.target[:255]
     if upgraded is not None:
         upgraded[2] = [f for _, f in st.frames][: 2 * limits.max_frames]
     handshakes, otas = [], []
     cmac, smac = st.macs.get(client), st.macs.get(server)
-    for req, resp, frames, ota in attempts:
+    for req, resp, frames, ota, through in attempts:
         if ota:
             otas.append(OtaExchange(st.number, client, server, req, resp, cmac))
         else:
             handshakes.append(
-                Handshake(st.number, client, server, transport, req, resp, tuple(frames), cmac, smac)
+                Handshake(
+                    st.number, client, server, transport, req, resp, tuple(frames), cmac, smac, tunnel=through
+                )
             )
     if not handshakes and _failed_without_http(transport):
         handshakes.append(Handshake(st.number, client, server, transport, None, None, (), cmac, smac))
