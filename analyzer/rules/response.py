@@ -11,6 +11,7 @@ from analyzer.rules._facts import (
     asgi_server,
     body_text,
     describe_answer,
+    frame_ref,
     has_websocket_markers,
     header_line,
     is_bare_403,
@@ -688,6 +689,64 @@ def unexplained_rejection(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         yield Hit("the client's first bytes are neither HTTP nor TLS", evidence="client bytes not HTTP")
 
 
+# What a server's Close code says went wrong in the session (RFC 6455 §7.4.1)
+ERROR_CLOSES = {
+    1002: "a protocol error in the client's frames (unmasked, bad opcode or length, reserved bits)",
+    1003: "a kind of data it does not accept (text where it wants binary, or the reverse)",
+    1007: "data that does not match the message type (text that is not UTF-8, JSON it rejects)",
+    1009: "a message larger than it accepts (Node ws `maxPayload`, websockets `max_size`: 1 MiB, "
+    "ESP-IDF's buffer)",
+    1010: "no extension it requires",
+}
+
+
+@rule(
+    "WS308",
+    "closed-with-error",
+    Severity.WARNING,
+    rank=70,
+    title="After the upgrade the server ended the session with an error close code (1002, 1003, 1007, 1009…)",
+    fix="Make the client send what the close code asks for: smaller messages (or raise the server's "
+    "limit), the data type the server expects, valid UTF-8 text, masked frames.",
+)
+def closed_with_error(hs: Handshake, ctx: Context) -> Iterator[Hit]:
+    """What it checks:
+    The server's Close frame carries 1002, 1003, 1007, 1009 or 1010 after the client sent data:
+    the handshake worked, then the session broke on the client's message.
+
+    Why it is refused:
+    A server checks each message against its limits and rules: Node `ws` closes with 1009 over
+    `maxPayload`, `websockets` over `max_size` (1 MiB), any server with 1002 on an unmasked
+    client frame and 1007 on text that is not UTF-8. The device then sees its connection close
+    "after the first message".
+
+    Example:
+    101, client binary frame of 2 MB, server Close 1009 `Max payload size exceeded`.
+
+    Fix:
+    Match the client's messages to the server's limits and expectations.
+
+    References:
+    RFC 6455 §5.1, §7.4.1, §10.4; field-failures (sessions that break after the handshake).
+    """
+    if hs.response is None or hs.response.status != 101:
+        return
+    sent = None
+    for f in hs.frames:
+        if f.direction == "client" and f.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION):
+            sent = f
+        elif f.direction == "server" and f.opcode == Opcode.CLOSE and f.close_code in ERROR_CLOSES:
+            if sent is None:
+                return  # before any client data: auth-failed-after-upgrade and friends say it
+            reason = f" {f.close_reason!r}" if f.close_reason else ""
+            yield Hit(
+                f"the server closed with {f.close_code}{reason} after the client's {sent.length}-byte "
+                f"message: it received {ERROR_CLOSES[f.close_code]}",
+                evidence=f"Close {f.close_code}" + frame_ref(f),
+            )
+            return
+
+
 RULES = (
     redirect,
     server_is_running_page,
@@ -696,6 +755,7 @@ RULES = (
     origin_rejected,
     subprotocol_mismatch,
     bad_websocket_accept,
+    closed_with_error,
     unexplained_rejection,
 )
 FALLBACK_CODES = frozenset({"WS399"})
