@@ -580,7 +580,7 @@ def token_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     ident = identity(req)
     token = bearer_token(ident.authorization)
     elsewhere = credential_elsewhere(req) if ident.authorization is None else None
-    if _generic_401(hs) and hs.response is not None and (token is not None or elsewhere is not None):
+    if _generic_401(hs) and hs.response is not None and (ident.authorization or elsewhere is not None):
         yield Hit(
             f"the server answered 401{_asks_for(hs.response)} to the credential in "
             f"{elsewhere or 'the Authorization header'}",
