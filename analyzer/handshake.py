@@ -404,6 +404,9 @@ class Conversation:
         """A plain GET becomes an attempt when its answer shows that the URL is a WebSocket
         endpoint (curl or a proxy that stripped the upgrade headers): the client was meant to
         upgrade there."""
+        fetched_as = (attempt.request.header("sec-fetch-dest") or "websocket") if attempt.request else ""
+        if fetched_as.strip().lower() != "websocket":
+            return None  # a browser's page or image request (favicon.ico) that hit the endpoint
         if not says_websocket_endpoint(resp) or len(self.attempts) >= MAX_ATTEMPTS:
             return None
         attempt.shadow = False
@@ -467,11 +470,14 @@ class Conversation:
     def _server(self) -> Endpoint:
         return self.b if self.client == self.a else self.a
 
+    def roles(self) -> tuple[Endpoint, Endpoint]:
+        """(client, server), as far as they are known (else the first sender is the client)."""
+        return (self.client, self._server()) if self.client else (self.a, self.b)
+
     # ---- results ---------------------------------------------------------------------------
 
     def transport(self) -> Transport:
-        client = self.client or self.a
-        server = self._server() if self.client else self.b
+        client, server = self.roles()
         c, s = self.sides[client], self.sides[server]
         alert, alert_by = None, None  # the first plaintext alert, the server's before the client's
         for who, reader in (("server", s.tls), ("client", c.tls)):
@@ -547,8 +553,7 @@ class Conversation:
             if decoder.stop_reason == "max-frames" and decoder.ignored_bytes:
                 self._note(Anomaly("websocket-frame-limit", f"{direction}: later frames not decoded"))
         transport = self.transport()
-        client = self.client or self.a
-        server = self._server() if self.client else self.b
+        client, server = self.roles()
         anomalies = self._anomalies(client, server)
         handshakes: list[Handshake] = []
         otas: list[OtaExchange] = []

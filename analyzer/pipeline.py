@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 
 from analyzer.handshake import Conversation
 from analyzer.limits import DEFAULT_LIMITS, Limits
-from analyzer.model import Anomaly, Handshake, OtaExchange, Payload, Segment
+from analyzer.model import Anomaly, Endpoint, Handshake, OtaExchange, Payload, Segment
+from analyzer.tls.session import fatal_alert
 from analyzer.tls.session import handshake_failed as tls_handshake_failed
+
+MAX_TLS_COMPLETED = 65536
 
 Key = tuple[str, int, str, int]
 
@@ -28,6 +31,10 @@ class Harvest:
     anomalies: list[Anomaly] = field(default_factory=list)
     connections: int = 0
     tls_sessions: int = 0
+    # (client address, server) pairs that completed a TLS handshake: a client that walks away
+    # from another handshake with the same server did not refuse its certificate (a browser's
+    # spare or preconnected socket). Bounded: past the limit, no more are added.
+    tls_completed: set[tuple[str, Endpoint]] = field(default_factory=set)
 
 
 class ConnectionTable:
@@ -126,6 +133,10 @@ class ConnectionTable:
         h.connections += 1
         if transport.client_payload is Payload.TLS and transport.tls_server_hello:
             h.tls_sessions += 1
+        tls = transport.tls
+        if tls is not None and (tls.completed or tls.decrypted) and len(h.tls_completed) < MAX_TLS_COMPLETED:
+            client, server = conv.roles()
+            h.tls_completed.add((client.ip, server))
         if self.on_done is not None:  # live mode: reported right away, not kept (a capture may run for weeks)
             self.on_done(handshakes, otas)
             return
@@ -146,7 +157,12 @@ class ConnectionTable:
         h.otas.extend(otas)
 
 
-def worth_reporting(hs: Handshake, attempt_ports: set[int], expect_port: int | None) -> bool:
+def worth_reporting(
+    hs: Handshake,
+    attempt_ports: set[int],
+    expect_port: int | None,
+    tls_completed: set[tuple[str, Endpoint]] | frozenset[tuple[str, Endpoint]] = frozenset(),
+) -> bool:
     """Connections with no HTTP at all are reported only where a WebSocket was expected.
 
     A capture is full of failed TCP connections that have nothing to do with WebSockets; a SYN
@@ -160,7 +176,9 @@ def worth_reporting(hs: Handshake, attempt_ports: set[int], expect_port: int | N
     if t.client_payload is Payload.TLS and (t.tls_alert is not None or t.server_payload is Payload.OTHER):
         return True  # a TLS handshake that visibly failed (an alert, or a non-TLS answer)
     if t.tls is not None and tls_handshake_failed(t.tls):
-        return True  # an encrypted TLS 1.3 alert, or a client that left after the certificate
+        # an encrypted TLS 1.3 alert, or a client that left after the certificate: unless it
+        # completed TLS with this server on another connection (Chromium's spare socket)
+        return fatal_alert(t.tls) is not None or (hs.client.ip, hs.server) not in tls_completed
     return hs.server.port in attempt_ports or hs.server.port == expect_port
 
 
@@ -188,7 +206,7 @@ XIAOZHI_WS_PORT = 8000  # xiaozhi-esp32-server's default WebSocket port
 def select_handshakes(harvest: Harvest, expect_port: int | None) -> list[Handshake]:
     ports = {h.server.port for h in harvest.handshakes if h.request is not None} | ota_ports(harvest.otas)
     ports.add(XIAOZHI_WS_PORT)
-    chosen = [h for h in harvest.handshakes if worth_reporting(h, ports, expect_port)]
+    chosen = [h for h in harvest.handshakes if worth_reporting(h, ports, expect_port, harvest.tls_completed)]
     chosen.sort(key=lambda h: (h.tcp_stream, h.request.ts_ns if h.request else 0))
     return chosen
 

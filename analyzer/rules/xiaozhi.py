@@ -30,7 +30,6 @@ from analyzer.rules._facts import (
     mac_neighbours,
     ota_for,
     ota_websocket,
-    proxy_name,
     query_of,
     token_ts,
     verifies,
@@ -71,8 +70,9 @@ def _auth_hit(hs: Handshake, ctx: Context, message: str, evidence: str, rank: in
 
 
 def _generic_401(hs: Handshake) -> bool:
+    """A 401 from anyone (xiaozhi never answers one): credentials were asked for."""
     resp = hs.response
-    return resp is not None and resp.status == 401 and proxy_name(resp) is None
+    return resp is not None and resp.status == 401
 
 
 BROWSER_TOKEN_FIX = (

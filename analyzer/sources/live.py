@@ -562,7 +562,8 @@ class LiveSession:
             if h.request is not None:
                 self.ports.add(h.server.port)
         self.ports |= ota_ports(otas)
-        chosen = [h for h in handshakes if worth_reporting(h, self.ports, self.config.expect_port)]
+        done = self.table.harvest.tls_completed  # the connections finished so far
+        chosen = [h for h in handshakes if worth_reporting(h, self.ports, self.config.expect_port, done)]
         earlier = list(self.recent)
         self.recent.extend(chosen)  # before the --esp32 filter: the network, not the display
         if self.esp32_only:

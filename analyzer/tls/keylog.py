@@ -45,7 +45,10 @@ def randoms(text: str) -> set[str]:
 
 
 def read_keylog(path: str) -> set[str]:
-    """Checks that `path` is a key log and returns its client randoms. Errors name no secret."""
+    """Checks that `path` is a key log and returns its client randoms. Errors name no secret.
+
+    A file with only comments is a key log of sessions that failed before any secret existed
+    (Python and OpenSSL write the header line first): no randoms, not an error."""
     p = Path(path)
     try:
         if p.stat().st_size > MAX_KEYLOG_BYTES:
@@ -54,7 +57,10 @@ def read_keylog(path: str) -> set[str]:
     except OSError as e:
         raise UsageError(f"{path}: cannot read the key log ({e.strerror})") from None
     found = randoms(text)
-    if not found and not any(line.split()[:1] == ["RSA"] for line in text.splitlines()):
+    written = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not written:
+        return found  # only the header a TLS library writes before any secret: no session had keys
+    if not found and not any(line.split()[:1] == ["RSA"] for line in written):
         raise UsageError(
             f"{path}: no NSS key log lines (CLIENT_RANDOM …, CLIENT_TRAFFIC_SECRET_0 …); "
             "write one with SSLKEYLOGFILE=/path/keys.log or ssl.SSLContext.keylog_filename"
