@@ -49,6 +49,9 @@ def _answer(h: dict[str, Any]) -> Text:
             f"  (Server: {safe(server, 80)})" if server else "",
         )
     if t["client_payload"] == "tls":
+        tls = t.get("tls") or {}
+        if tls.get("alert") and tls.get("alert_by") == "client":
+            return _line("  ← ", ("client spoke TLS, then " + _tls_answer(t) + " itself", "magenta"))
         return _line("  ← ", ("client spoke TLS; server " + _tls_answer(t), "magenta"))
     if t["server_payload"] == "tls":
         return _line("  ← ", ("server answered with TLS (" + _tls_answer(t) + ")", "magenta"))
@@ -67,7 +70,7 @@ def _tls_answer(t: dict[str, Any]) -> str:
     if tls.get("alert"):
         from analyzer.tlsinfo import alert_name
 
-        return f"alert {alert_name(tls['alert'][1])} from the {tls.get('alert_by')}"
+        return f"sent the alert {alert_name(tls['alert'][1])}"
     if tls.get("server_hello"):
         return "answered with a ServerHello"
     if t["server_rst"]:

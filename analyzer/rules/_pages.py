@@ -21,7 +21,7 @@ from analyzer.model import HttpResponse
 class ProxyPage:
     """One recognised answer. `kind` groups meanings across products for the rules:
     denied, no-backend, backend-refused, bad-gateway, timeout, too-large, bad-request, no-route,
-    unsupported, not-a-proxy-request, tls-port."""
+    unsupported, not-a-proxy-request, tls-port, client-cert."""
 
     proxy: str
     kind: str
@@ -165,6 +165,27 @@ _APACHE = (
     ),
 )
 _NGINX = (
+    (
+        400,
+        "no required ssl certificate was sent",
+        _page(
+            "nginx",
+            "client-cert",
+            "it requires a client certificate (`ssl_verify_client on`) and the client sent none",
+            "Give the client a certificate signed by the CA in `ssl_client_certificate` (ESP-IDF: "
+            "`client_cert`/`client_key`), or set `ssl_verify_client optional`.",
+        ),
+    ),
+    (
+        400,
+        "the ssl certificate error",
+        _page(
+            "nginx",
+            "client-cert",
+            "the client certificate failed its check against `ssl_client_certificate` (unknown CA, expired)",
+            "Give the client a valid certificate from the CA nginx trusts for clients.",
+        ),
+    ),
     (
         400,
         "request header or cookie too large",

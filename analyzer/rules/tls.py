@@ -104,6 +104,14 @@ def certificate_expired(hs: Handshake, ctx: Context) -> Iterator[Hit]:
                 severity=None if handshake_failed(tls) else Severity.WARNING,
             )
             return
+    a = fatal_alert(tls)
+    if not tls.certificates and a is not None and a.by == "client" and a.description == 45:
+        yield Hit(
+            f"the client ended the TLS handshake with {hs.server} with certificate_expired (45): by its "
+            "clock the certificate has expired (TLS 1.3 encrypts the certificate: its dates need --keylog; "
+            "a device clock far in the future says the same)",
+            evidence=f"client alert 45{f' frame {a.frame}' if a.frame else ''}",
+        )
 
 
 @rule(
@@ -148,12 +156,15 @@ def certificate_not_yet_valid(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             )
             return
     a = fatal_alert(tls)
+    name = tls.sni or _host(hs)
+    named = name is None or covers(tls.certificates[0], name) if tls.certificates else True
     if (
         a is not None
         and a.by == "client"
         and a.description in (42, 45)
         and tls.certificates
         and all(validity(c, at) == "valid" for c in tls.certificates)
+        and (a.description == 45 or named)  # a name the certificate lacks explains a 42 better
     ):
         yield Hit(
             f"the client rejected a certificate that is valid at capture time with {alert_text(a)}; "
@@ -401,6 +412,7 @@ def certificate_name_mismatch(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         f"the certificate names {names}, not {name!r}" + ("; the client rejected it" if rejected else ""),
         evidence=f"{'SNI' if tls.sni else 'Host'} {name}",
         severity=Severity.ERROR if rejected else None,
+        rank=7 if rejected else None,  # the name is why the client distrusted it
     )
 
 

@@ -328,8 +328,19 @@ def tls_handshake_failed(hs: Handshake, ctx: Context) -> Iterator[Hit]:
                 evidence=f"client TLS alert level {level} description {desc}",
             )
             return
+        tls = t.tls
+        offered = ", ".join(tls.offered_versions) if tls is not None and tls.offered_versions else "?"
+        why = {
+            40: "no cipher suite, curve or signature algorithm in common with what the client offered",
+            70: f"no TLS version in common: the client offered {offered}, the server's minimum is higher "
+            "(nginx `ssl_protocols`, HAProxy `ssl-min-ver`)",
+            112: f"it has no certificate for the SNI name {t.tls_sni!r}",
+            116: "it requires a client certificate (mutual TLS: nginx `ssl_verify_client on`) and got none",
+            120: "no ALPN protocol in common",
+        }.get(desc)
         yield Hit(
-            f"{hs.server} ended the TLS handshake with a {kind} alert: {name} ({desc})",
+            f"{hs.server} ended the TLS handshake with a {kind} alert: {name} ({desc})"
+            + (f": {why}" if why else ""),
             evidence=f"TLS alert level {level} description {desc}",
         )
 

@@ -99,6 +99,7 @@ def run_ek(
     keylog: str | None = None,
     disable: tuple[str, ...] = (),
     warnings: list[str] | None = None,
+    decode_as: tuple[str, ...] = (),
 ) -> Iterator[dict[str, list[str]]]:
     """One `layers` dict per packet (field name → values, dots as in Wireshark), streamed.
 
@@ -110,6 +111,8 @@ def run_ek(
         argv += ["-o", f"tls.keylog_file:{keylog}"]
     for proto in disable:
         argv += ["--disable-protocol", proto]
+    for rule in decode_as:  # "tcp.port==17500,tls"
+        argv += ["-d", rule]
     if display_filter:
         argv += ["-Y", display_filter]
     for f in fields:

@@ -26,6 +26,7 @@ from analyzer.pipeline import ConnectionTable, Harvest
 from analyzer.sources import tshark
 
 DISABLE = ("http", "http2", "websocket", "spdy")
+MAX_DECODE_AS = 64  # server ports forced to TLS on tshark's command line
 FIELDS = [
     *tshark.BASE_FIELDS,
     "tls.handshake.type",
@@ -45,6 +46,7 @@ class TransportTable(ConnectionTable):
     def __init__(self, limits: Limits) -> None:
         super().__init__(limits)
         self.transports: dict[int, Transport] = {}
+        self.tls_ports: set[int] = set()  # server ports that answered a ClientHello
 
     def _done(self, key: tuple[str, int, str, int]) -> None:
         conv = self.table[key]
@@ -52,6 +54,8 @@ class TransportTable(ConnectionTable):
         t = conv.transport()
         if t.tls is not None:
             self.transports[conv.tcp_stream] = t
+            if t.tls_server_hello and len(self.tls_ports) < MAX_DECODE_AS:
+                self.tls_ports.add(conv.roles()[1].port)
 
 
 class DecryptedConversation(Conversation):
@@ -77,12 +81,16 @@ class _TlsStream:
 
 
 def decrypted_streams(
-    path: str, keylog: str | None, summary: InputSummary | None = None
+    path: str, keylog: str | None, summary: InputSummary | None = None, tls_ports: Iterable[int] = ()
 ) -> dict[int, _TlsStream]:
-    """tshark's decrypted application bytes, grouped by `tcp.stream`, in frame order."""
+    """tshark's decrypted application bytes, grouped by `tcp.stream`, in frame order.
+
+    `tls_ports` are read as TLS whatever tshark's port table says (it gives 17500 to Dropbox
+    LAN sync, 8883 to MQTT…): our own pass saw a ServerHello there."""
     streams: dict[int, _TlsStream] = {}
     warnings: list[str] = []
-    for row in tshark.run_ek(path, FIELDS, "tls", keylog, DISABLE, warnings):
+    decode_as = tuple(f"tcp.port=={port},tls" for port in sorted(tls_ports))
+    for row in tshark.run_ek(path, FIELDS, "tls", keylog, DISABLE, warnings, decode_as):
         number, eps = tshark.one(row, "tcp.stream"), tshark.endpoints(row)
         if number is None or eps is None:
             continue
@@ -175,7 +183,7 @@ def harvest(
     if summary.error is not None:
         return out
     try:
-        streams = decrypted_streams(path, keylog, summary)
+        streams = decrypted_streams(path, keylog, summary, table.tls_ports)
     except tshark.TsharkMissing as e:
         summary.anomalies.append(Anomaly("tls-not-decrypted", str(e)))
         return out
