@@ -245,6 +245,7 @@ class TlsDetails:
     decrypted: bool = False
     keys: str | None = None  # with --keylog: "matched" or "missing" for this session
     client_random: str = ""  # public ClientHello random (hex), used to match key log lines
+    client_certificate_requested: bool = False  # a CertificateRequest (mutual TLS) was seen
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,6 +200,7 @@ def tls_details(d: TlsDetails | None) -> dict[str, Any]:
         "completed": d.completed,
         "decrypted": d.decrypted,
         "keys": d.keys,
+        "client_certificate_requested": d.client_certificate_requested,
     }
 
 

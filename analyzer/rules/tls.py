@@ -492,6 +492,15 @@ def tls_client_left(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         return
     if not (t.client_fin or t.client_rst):
         return
+    if tls.client_certificate_requested:
+        yield Hit(
+            f"{hs.server} asked for a client certificate (CertificateRequest: mutual TLS) and the client "
+            "closed without sending one: it has no certificate for this server",
+            evidence=f"CertificateRequest ({tls.version}); client {'RST' if t.client_rst else 'FIN'}",
+            fix="Give the client a certificate from the CA the server trusts for clients (nginx "
+            "`ssl_client_certificate`; browsers: import it), or make it optional on the server.",
+        )
+        return
     what = "certificate" if tls.certificates else "hello"
     yield Hit(
         f"the client closed the connection after the server's {what} without finishing the TLS handshake",

@@ -32,8 +32,11 @@ FIELDS = [
     "tls.handshake.type",
     "tls.alert_message.level",
     "tls.alert_message.desc",
+    "tls.handshake.certificate",
     "data.data",
 ]
+MAX_CERTS = 8  # of a server's chain, read from its decrypted Certificate message
+CERTIFICATE_REQUEST = 13  # TLS handshake message type
 
 
 class TransportTable(ConnectionTable):
@@ -78,6 +81,8 @@ class _TlsStream:
     server: Endpoint | None = None
     chunks: list[tuple[int, int, Endpoint, Endpoint, bytes]] = field(default_factory=list)
     alerts: list[tuple[Endpoint, int, int, int]] = field(default_factory=list)
+    certificates: list[bytes] = field(default_factory=list)  # the server's, as tshark decrypted them
+    certificate_request: bool = False  # the server asked for a client certificate
 
 
 def decrypted_streams(
@@ -105,11 +110,47 @@ def decrypted_streams(
             strict=False,
         ):
             st.alerts.append((src, lvl, desc, frame))
+        if src == st.server:  # TLS 1.3 encrypts these: only a key log shows them
+            if not st.certificates:
+                st.certificates = [_hex(h) for h in row.get("tls.handshake.certificate", [])[:MAX_CERTS]]
+            if CERTIFICATE_REQUEST in tshark.ints(row, "tls.handshake.type"):
+                st.certificate_request = True
         for hexdata in row.get("data.data", []):
-            st.chunks.append((frame, ts, src, dst, bytes.fromhex(hexdata.replace(":", ""))))
+            st.chunks.append((frame, ts, src, dst, _hex(hexdata)))
     if warnings and summary is not None:
         summary.anomalies.append(Anomaly("tshark-warning", warnings[0]))
     return streams
+
+
+def _hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text.replace(":", ""))
+    except ValueError:
+        return b""
+
+
+def handshake_facts(outer: Transport, st: _TlsStream) -> Transport:
+    """What decrypting the handshake adds where the capture hid it (TLS 1.3): the server's
+    certificates and the alerts sent encrypted, so that a refused certificate is named."""
+    tls = outer.tls
+    if tls is None or not (st.alerts or st.certificates or st.certificate_request):
+        return outer
+    client = st.client
+    alerts = [TlsAlert("client" if src == client else "server", lvl, d, fr) for src, lvl, d, fr in st.alerts]
+    merged = inside(outer, outer, alerts).tls
+    assert merged is not None
+    if not tls.certificates and st.certificates:
+        from analyzer.tls.certs import parse_chain
+
+        chain = parse_chain([der for der in st.certificates if der])
+        if chain:
+            merged = dataclasses.replace(merged, certificates=chain, certificates_hidden=False)
+    merged = dataclasses.replace(
+        merged,
+        decrypted=tls.decrypted,
+        client_certificate_requested=tls.client_certificate_requested or st.certificate_request,
+    )
+    return dataclasses.replace(outer, tls=merged)
 
 
 def synthetic_segments(st: _TlsStream) -> Iterable[Segment]:
@@ -191,7 +232,10 @@ def harvest(
     replaced: set[int] = set()
     for number, st in sorted(streams.items()):
         outer = table.transports.get(number)
-        if not st.chunks or outer is None:
+        if outer is None:
+            continue
+        outer = table.transports[number] = handshake_facts(outer, st)
+        if not st.chunks:
             continue
         conv: DecryptedConversation | None = None
         for seg in synthetic_segments(st):
@@ -209,7 +253,13 @@ def harvest(
         replaced.add(number)
         out.handshakes += [dataclasses.replace(h, transport=transport) for h in handshakes]
         out.otas += otas
-    out.handshakes = [h for h in out.handshakes if h.tcp_stream not in replaced or h.request or h.response]
+    out.handshakes = [
+        h
+        if h.tcp_stream in replaced or h.tcp_stream not in table.transports
+        else dataclasses.replace(h, transport=table.transports[h.tcp_stream])  # facts of a failed one
+        for h in out.handshakes
+        if h.tcp_stream not in replaced or h.request or h.response
+    ]
     if messages is not None:
         messages += seen
     sessions = sum(1 for t in table.transports.values() if t.tls is not None and t.tls.version)

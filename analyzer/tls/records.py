@@ -55,6 +55,7 @@ class TlsReader:
     client_hello: Hello | None = None
     server_hello: Hello | None = None
     certificates: list[bytes] = field(default_factory=list)
+    certificate_request: bool = False  # the server asked for a client certificate (TLS 1.2)
     alerts: list[tuple[int, int, int]] = field(default_factory=list)  # (level, desc, frame)
     encrypted_sizes: list[int] = field(default_factory=list)  # first encrypted records' lengths
     app_records: int = 0  # content type 23 records seen
@@ -137,6 +138,8 @@ class TlsReader:
                     self.tls13 = self.server_hello.versions == [0x0304]
                 elif mtype == 11 and not self.certificates:
                     self.certificates = parse_certificate_list(msg)
+                elif mtype == 13:  # CertificateRequest, in clear before TLS 1.3: mutual TLS
+                    self.certificate_request = True
             except (IndexError, ValueError):
                 pass  # a truncated or odd message: keep what the other messages gave
 

@@ -48,6 +48,7 @@ def details(client: TlsReader, server: TlsReader | None) -> TlsDetails:
         client_app_records=client.app_records,
         server_app_records=s_records,
         completed=bool(completed),
+        client_certificate_requested=server is not None and server.certificate_request,
         client_random=ch.random.hex() if ch is not None else "",
     )
 
