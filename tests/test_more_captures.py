@@ -1,13 +1,16 @@
 """End to end: the cause named for each stream of the proxy and framework captures.
 
-`captures/proxies/` (HAProxy, Caddy, Apache httpd, Squid in front of a WebSocket backend) and
+`captures/proxies/` (HAProxy, Caddy, Apache httpd, Squid in front of a WebSocket backend),
 `captures/peers/` (Node ws and socket.io, Tornado, aiohttp, uvicorn with wsproto, hypercorn,
-daphne/Channels, Flask-Sock, headless Chromium, websocket-client) were recorded on loopback from
-the real software by `captures/record/record_proxies.py` and `record_peers.py`. Each folder's
-`expected.tsv` says, per TCP stream, what really went wrong (`expected_cause`, a cause name; `none`
-for a good handshake), which findings must also be there, and, for the two streams where the
-wire cannot tell the true cause from another, why (`known_gap`: those are strict xfails, so a
-rule that starts naming them fails here until the table is updated).
+daphne/Channels, Flask-Sock, headless Chromium, websocket-client) and `captures/wss/` (wss://
+through nginx, HAProxy and Caddy with good and bad certificates, mutual TLS, version and cipher
+mismatches; Python, Node and Chromium clients, with their key logs) were recorded on loopback
+from the real software by `captures/record/record_proxies.py`, `record_peers.py` and
+`record_tls.py`. Each folder's `expected.tsv` says, per TCP stream, what really went wrong
+(`expected_cause`, a cause name; `none` for a good handshake), which findings must also be
+there, the key log to read it with (wss), and, where the wire cannot tell the true cause from
+another, why (`known_gap`: those must still miss, so a rule that starts naming them fails here
+until the table is updated).
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from typing import Any
 
 import pytest
 
+from analyzer.crosscheck import analyze
 from analyzer.report import tree
-from analyzer.run import analyze_path
+from analyzer.sources.tshark import tshark_path
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDERS = [ROOT / "captures" / "proxies", ROOT / "captures" / "peers"]
+FOLDERS = [ROOT / "captures" / "proxies", ROOT / "captures" / "peers", ROOT / "captures" / "wss"]
 ROWS = [
     (folder, row)
     for folder in FOLDERS
@@ -32,8 +36,15 @@ ROWS = [
 
 
 @functools.cache
-def handshakes(path: Path) -> dict[int, dict[str, Any]]:
-    return {h["tcp_stream"]: h for h in tree.handshake_docs([analyze_path(str(path))])}
+def handshakes(path: Path, keylog: str = "") -> dict[int, dict[str, Any]]:
+    key = str(path.parent / keylog) if keylog else None
+    return {h["tcp_stream"]: h for h in tree.handshake_docs([analyze(str(path), keylog=key)])}
+
+
+def _handshake(folder: Path, row: dict[str, str]) -> dict[str, Any]:
+    if row.get("keylog") and tshark_path() is None:
+        pytest.skip("decrypting with a key log needs tshark")
+    return handshakes(folder / row["file"], row.get("keylog") or "")[int(row["tcp_stream"])]
 
 
 def _id(item: tuple[Path, dict[str, str]]) -> str:
@@ -46,7 +57,7 @@ def test_cause_named(item: tuple[Path, dict[str, str]]) -> None:
     folder, row = item
     if row["known_gap"]:
         pytest.xfail(row["known_gap"])  # not strict by itself: asserted below to still miss
-    hs = handshakes(folder / row["file"])[int(row["tcp_stream"])]
+    hs = _handshake(folder, row)
     assert (hs["client"], hs["server"]) == (row["client_addr"], row["server_addr"])
     cause = hs["cause"]["name"] if hs["cause"] else "none"
     assert cause == row["expected_cause"], hs["cause"]
@@ -61,7 +72,7 @@ def test_cause_named(item: tuple[Path, dict[str, str]]) -> None:
 def test_known_gaps_still_miss(item: tuple[Path, dict[str, str]]) -> None:
     """The documented misses are still misses (else the table, README and this test need updating)."""
     folder, row = item
-    hs = handshakes(folder / row["file"])[int(row["tcp_stream"])]
+    hs = _handshake(folder, row)
     assert hs["cause"] is not None and hs["cause"]["name"] != row["expected_cause"]
 
 
@@ -69,8 +80,11 @@ def test_known_gaps_still_miss(item: tuple[Path, dict[str, str]]) -> None:
 def test_every_capture_is_in_the_table(folder: Path) -> None:
     """The table covers every stream wsdiag reports; a capture with no row reports nothing."""
     listed = {(r["file"], int(r["tcp_stream"])) for f, r in ROWS if f == folder}
+    keylogs = {r["file"]: r.get("keylog") or "" for f, r in ROWS if f == folder}
+    if any(keylogs.values()) and tshark_path() is None:
+        pytest.skip("decrypting with a key log needs tshark")
     for pcap in sorted(folder.glob("*.pcap")):
-        reported = {(pcap.name, stream) for stream in handshakes(pcap)}
+        reported = {(pcap.name, stream) for stream in handshakes(pcap, keylogs.get(pcap.name, ""))}
         assert reported == {key for key in listed if key[0] == pcap.name}, pcap.name
 
 
