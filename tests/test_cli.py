@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,16 @@ def test_failed_and_client_narrow_what_is_shown_not_what_is_counted() -> None:
     assert (code, names) == (1, [AUTH_FAILED.name])
     text = wsdiag("analyze", *three, "--failed").stdout.decode()
     assert text.count("#1 ") == 1 and "#2 " not in text and "missing-token" in text
+
+
+def test_unreadable_tls_sessions_say_how_to_read_them() -> None:
+    """wss:// without keys: a 403 inside TLS cannot be seen, and the report says so and how to
+    fix it; with the key log the same capture names the refusal and the hint goes."""
+    capture = ROOT / "captures" / "wss" / "caddy-deny-403-python-tls13.pcap"
+    plain = wsdiag("analyze", str(capture))
+    assert plain.returncode == 0 and b"1 TLS session(s)" in plain.stdout and b"--keylog" in plain.stdout
+    if shutil.which("tshark") is None:
+        pytest.skip("decrypting needs tshark")
+    keyed = wsdiag("analyze", str(capture), "--keylog", str(capture.with_suffix(".keylog")))
+    assert keyed.returncode == 1 and b"proxy-rejected" in keyed.stdout
+    assert b"could not be read" not in keyed.stdout

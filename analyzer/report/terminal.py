@@ -268,3 +268,18 @@ def _summary(doc: dict[str, Any], counts: dict[str, list[int]], console: Console
         console.print(Text("no failed handshake", style="green"))
     elif not doc["summary"]["handshakes"]:
         console.print(Text("no WebSocket handshake found in the input", style="yellow"))
+    unread = sum(
+        inp["tls_sessions"]
+        for inp in doc["inputs"]
+        if not any(a["name"] == "tls-decrypted" for a in inp["anomalies"])
+    )
+    if unread:
+        console.print(
+            Text(
+                f"{unread} TLS session(s) (wss:// or https://) could not be read: without their keys the "
+                "HTTP inside is encrypted, and a 403 or 401 in there stays invisible. Record the client's "
+                "keys (SSLKEYLOGFILE=keys.log; Python: ssl.SSLContext.keylog_filename) and add --keylog "
+                "keys.log, or capture between the TLS terminator and its backend.",
+                style="dim",
+            )
+        )
