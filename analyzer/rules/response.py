@@ -31,11 +31,11 @@ from analyzer.rules._rule import Context, Hit, rule
 from analyzer.rules.request import longest_line
 
 DROPPED_AT_ONCE_NS = 1_000_000_000  # a client that closes this soon after a 101, frameless, refused it
-LONG_LINE = 4096
+LONG_LINE = 4096  # a header line this long is worth naming when a proxy says the request was bad
 APP_FIX = (
     "Use the path the application routes WebSockets on, and meet its conditions for accepting (auth, "
     "Origin, allowed hosts); its log shows why it refused."
-)  # a header line this long is worth naming when a proxy says the request was bad
+)
 
 XIAOZHI_PORTS = {8000: "the WebSocket port", 8002: "the manager-api", 8003: "the OTA/HTTP port (aiohttp)"}
 
@@ -363,13 +363,14 @@ def proxy_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     elif page is not None:
         sized = page.kind in ("too-large", "bad-request") and longest_line(req, LONG_LINE) is not None
         here = f"; here {longest_line(req, LONG_LINE)}" if sized else ""
+        status = f"{resp.status} {resp.reason}".strip()
         what = (
-            f"refused to open a tunnel to {req.target} ({resp.status} {resp.reason})"
+            f"refused to open a tunnel to {req.target} ({status})"
             if req.method.upper() == "CONNECT"
-            else f"answered {resp.status} {resp.reason}"
+            else f"answered {status}"
         )
         yield Hit(
-            f"{page.proxy} {what}: {page.meaning}{here}".replace(" :", ":"),
+            f"{page.proxy} {what}: {page.meaning}{here}",
             evidence=describe_answer(resp),
             rank=10 if sized or page.kind == "too-large" else 15,
             fix=page.fix,

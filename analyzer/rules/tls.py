@@ -157,7 +157,7 @@ def certificate_not_yet_valid(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             return
     a = fatal_alert(tls)
     name = tls.sni or _host(hs)
-    named = name is None or covers(tls.certificates[0], name) if tls.certificates else True
+    named = not tls.certificates or name is None or covers(tls.certificates[0], name)
     if (
         a is not None
         and a.by == "client"

@@ -430,6 +430,7 @@ IDLE_SLACK_S = 2.0  # a timer fires a little late; captures stamp a little early
 SAME_SILENCE_S = 1.0  # closes after this much the same silence come from one timer
 MIN_TIMEOUT_S = 10.0  # shorter silences are conversation pauses, unless they agree this closely:
 SAME_SHORT_SILENCE_S = 0.1  # three closes after 5.0 s each are a timer (HAProxy `timeout tunnel 5s`)
+MIN_SHORT_TIMEOUT_S = 2.0  # below this, even agreeing silences are a script's pauses
 
 
 @rule(
@@ -476,7 +477,7 @@ def closed_after_idle(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         if abs(silence - seconds) <= IDLE_SLACK_S:
             yield Hit(f"{said}: {who}", evidence=evidence)
             return
-    if silence < 2.0:
+    if silence < MIN_SHORT_TIMEOUT_S:
         return
     within = SAME_SILENCE_S if silence >= MIN_TIMEOUT_S else SAME_SHORT_SILENCE_S
     alike = sum(
