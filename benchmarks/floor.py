@@ -8,7 +8,7 @@ It times, in fresh interpreters, (1) starting Python and doing nothing, (2) hopp
 header to record header over the whole file (one `struct` read per record, nothing else) and
 (3) the same plus a dictionary lookup of each packet's 12 address/port bytes, the least a reader
 must do to know which connection a packet belongs to. wsdiag does all of that and then
-everything else; the issue's goals (25× faster than tshark, within 3× of `tcpdump -r`) are
+everything else; the issue's goals (25x faster than tshark, within 3x of `tcpdump -r`) are
 budgets this floor can be compared with directly.
 """
 
