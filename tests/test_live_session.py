@@ -51,7 +51,10 @@ def verdicts(docs: list[dict[str, Any]]) -> Verdicts:
 def test_live_names_the_cause_analyze_names(capture: Path) -> None:
     live = verdicts(replay(capture))
     filed = verdicts(list(tree.handshake_docs([analyze_path(str(capture))])))
-    assert live.keys() == filed.keys()  # the same connections are worth reporting
+    # the same connections are worth reporting, but for a browser's spare TLS socket: analyze
+    # knows from a later connection that the client completed TLS with that server, live does not yet
+    spare = {k for k in live.keys() - filed.keys() if live[k][0] == "tls-client-left-after-certificate"}
+    assert live.keys() - spare == filed.keys()
     for key, (cause, findings) in filed.items():
         live_cause, live_findings = live[key]
         assert live_cause == cause, key
