@@ -90,6 +90,8 @@ def says_websocket_endpoint(resp: HttpResponse) -> bool:
     """Does this answer to a plain request say that the URL is a WebSocket endpoint?"""
     if resp.status == 426 or "websocket" in (resp.header("upgrade") or "").lower():
         return True
+    if resp.status >= 400 and resp.headers_named("sec-websocket-version"):
+        return True  # the versions it speaks (RFC 6455 §4.4): gorilla sends it on every refusal
     body = resp.body[:512].lower()
     return resp.status >= 400 and any(text in body for text in _ENDPOINT_TEXTS)
 

@@ -26,8 +26,10 @@ SECRET_PARAMS = re.compile(
 _JWT = r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"
 _XIAOZHI = r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?=\.[0-9]{9,11}(?![0-9]))"
 # (not the auth-params of a challenge: `WWW-Authenticate: Bearer realm="ws"` names no secret)
+# (nor an English word standing alone there: a server's `missing bearer token`)
 _BEARER = (
-    r"(?i:(?<=bearer )|(?<=basic )|(?<=bearer\+)|(?<=bearer%20))(?!(?i:realm|scope|error)=)"
+    r"(?i:(?<=bearer )|(?<=basic )|(?<=bearer\+)|(?<=bearer%20))"
+    r"(?!(?i:realm|scope|error)=|(?i:token|tokens|auth|required|missing|invalid|expired)(?![A-Za-z0-9._~+/=%-]))"
     r"[A-Za-z0-9._~+/=%-]{4,}"
 )
 SHAPES = re.compile("|".join((_JWT, _XIAOZHI, _BEARER)))

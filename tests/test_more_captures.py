@@ -4,9 +4,10 @@
 `captures/peers/` (Node ws and socket.io, Tornado, aiohttp, uvicorn with wsproto, hypercorn,
 daphne/Channels, Flask-Sock, headless Chromium, websocket-client) and `captures/wss/` (wss://
 through nginx, HAProxy and Caddy with good and bad certificates, mutual TLS, version and cipher
-mismatches; Python, Node and Chromium clients, with their key logs) were recorded on loopback
-from the real software by `captures/record/record_proxies.py`, `record_peers.py` and
-`record_tls.py`. Each folder's `expected.tsv` says, per TCP stream, what really went wrong
+mismatches; Python, Node and Chromium clients, with their key logs) and `captures/go-java/`
+(gorilla/websocket, Tomcat 10, the JDK's client) were recorded on loopback from the real
+software by `captures/record/record_proxies.py`, `record_peers.py`, `record_tls.py` and
+`record_go_java.py`. Each folder's `expected.tsv` says, per TCP stream, what really went wrong
 (`expected_cause`, a cause name; `none` for a good handshake), which findings must also be
 there, the key log to read it with (wss), and, where the wire cannot tell the true cause from
 another, why (`known_gap`: those must still miss, so a rule that starts naming them fails here
@@ -27,7 +28,7 @@ from analyzer.report import tree
 from analyzer.sources.tshark import tshark_path
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDERS = [ROOT / "captures" / "proxies", ROOT / "captures" / "peers", ROOT / "captures" / "wss"]
+FOLDERS = [ROOT / "captures" / name for name in ("proxies", "peers", "wss", "go-java")]
 ROWS = [
     (folder, row)
     for folder in FOLDERS

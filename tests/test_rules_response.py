@@ -330,7 +330,7 @@ def test_unrecognised_status_still_gets_its_meaning() -> None:
             "proxy-rejected",
             "connection to the upstream failed",
         ),
-        (404, "404 page not found\n", None, "wrong-path", "no router or route matches"),
+        (404, "404 page not found\n", None, "wrong-path", "no handler or router matches"),
         (
             400,
             "Reason: You're speaking plain HTTP to an SSL-enabled server port.",

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analyzer import redact
 from analyzer.model import Endpoint, Segment
 from tests.pcapwrite import ANSWER_101, pcap_bytes
 from tests.segments import Wire
@@ -357,3 +358,17 @@ def test_masking_many_occurrences_stays_linear() -> None:
     assert "tok-A" not in out and "rare-secret-Z" not in out and out.count("‹redacted:5›") == 60_000
     # ~0.1 s here; rescanning 360 KB for the rare one after each of 60,000 matches took ~5 s
     assert _time.process_time() - started < 1.5
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        ("missing bearer token", None),  # a server's words, not a credential
+        ('WWW-Authenticate: Bearer realm="ws"', None),  # a challenge's parameters
+        ("Bearer token-abc123xyz", "token-abc123xyz"),  # a credential that starts with a word
+        ("Authorization: Bearer test-token", "test-token"),
+    ],
+)
+def test_bearer_shape_masks_credentials_not_words(text: str, hidden: str | None) -> None:
+    found = [m.group(0) for m in redact.SHAPES.finditer(text)]
+    assert found == ([hidden] if hidden else [])

@@ -136,6 +136,25 @@ def credential_elsewhere(req: HttpRequest) -> str | None:
     return None
 
 
+def gorilla_refusal(resp: HttpResponse) -> bool:
+    """Go's gorilla/websocket Upgrader refusing: `Sec-Websocket-Version: 13` on the error and
+    `http.Error`'s body, the status text (its reason string is never sent). Its only 403 is
+    `CheckOrigin` saying no."""
+    return (
+        resp.status >= 400
+        and bool(resp.headers_named("sec-websocket-version"))
+        and body_text(resp).strip() == HTTP_STATUS_TEXT.get(resp.status, "\0")
+    )
+
+
+HTTP_STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 405: "Method Not Allowed", 426: "Upgrade Required"}
+
+
+def tomcat_page(resp: HttpResponse) -> bool:
+    """Apache Tomcat's own HTML error page (no Server header; its version in an `<h3>`)."""
+    return "<h3>apache tomcat" in resp.body[:4096].decode("utf-8", "replace").lower()
+
+
 def node_ws_abort(resp: HttpResponse) -> bool:
     """The Node `ws` library's own refusal (`abortHandshake`): `Connection: close`,
     `Content-Type: text/html` and `Content-Length` first, no Server or Date, the message as body."""
@@ -380,14 +399,16 @@ def after_upgrade(hs: Handshake, xiaozhi: bool) -> AfterUpgrade:
     server_text = server_close = client_hello = server_hello = None
     bind_text: str | None = None
     data_before_close = False
+    client_closed = False
     for f in hs.frames:
         kind, obj = _json_type(f)
         if f.direction == "client":
             if kind == "hello" and client_hello is None:
                 client_hello = f
+            client_closed = client_closed or f.opcode == Opcode.CLOSE
             continue
-        if f.opcode == Opcode.CLOSE and server_close is None:
-            server_close = f
+        if f.opcode == Opcode.CLOSE and server_close is None and not client_closed:
+            server_close = f  # (a Close after the client's is the server's echo, not its verdict)
         elif f.opcode in (Opcode.TEXT, Opcode.BINARY) and server_close is None:
             data_before_close = True
         if f.opcode == Opcode.TEXT and server_text is None:

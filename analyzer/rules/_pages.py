@@ -245,10 +245,11 @@ _GO = (
         404,
         "404 page not found",
         _page(
-            "a Go server (Traefik, Caddy…)",
+            "a Go server (net/http's ServeMux, Traefik, Caddy…)",
             "no-route",
-            "no router or route matches this host and path",
-            "Add a route for this path (Traefik: a router rule `PathPrefix(...)`), or use the routed path.",
+            "no handler or router matches this host and path",
+            "Register a handler for this path (`http.HandleFunc(\"/ws\", …)`; Traefik: a router rule "
+            "`PathPrefix(...)`), or use the routed path.",
         ),
     ),
 )

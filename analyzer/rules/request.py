@@ -22,6 +22,7 @@ from analyzer.rules._facts import (
     query_of,
     request_line,
     tokens,
+    tomcat_page,
     valid_key,
     ws_complaint,
 )
@@ -112,12 +113,15 @@ def http10_request(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     yield Hit(f"the request is {req.version}: {how}", evidence=request_line(req), severity=sev, rank=rank)
 
 
-def _framing_problems(req: HttpRequest) -> list[str]:
+def _framing_problems(req: HttpRequest, zero_length_ok: bool = False) -> list[str]:
+    """What a strict parser refuses. `zero_length_ok`: `Content-Length: 0` (the JDK's client
+    always sends it) passes everywhere but websockets ≤ 14, xiaozhi's parser."""
     problems: list[str] = []
     if req.method != "GET":
         problems.append(f"the method is {req.method}, not GET")
     for name in ("content-length", "transfer-encoding"):
-        if req.headers_named(name):
+        values = req.headers_named(name)
+        if values and not (zero_length_ok and name == "content-length" and values == ["0"]):
             problems.append(f"it carries a body header ({header_line(req, name)})")
     if len(req.headers) > MAX_HEADERS:
         problems.append(f"it has {len(req.headers)} headers (websockets accepts at most {MAX_HEADERS})")
@@ -172,7 +176,7 @@ def malformed_request(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     req = hs.request
     if req is None:
         return
-    problems = _framing_problems(req)
+    problems = _framing_problems(req, zero_length_ok=not ctx.xiaozhi)
     if not problems:
         return
     status = hs.response.status if hs.response else None
@@ -679,6 +683,14 @@ def wrong_path(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             f"{page.meaning}",
             evidence=describe_answer(resp),
             fix=page.fix,
+        )
+    elif resp is not None and resp.status == 404 and tomcat_page(resp):
+        yield Hit(
+            f"Tomcat has no web application or WebSocket endpoint at {path}{hint}: the context path and "
+            "the `@ServerEndpoint` value together make the URL",
+            evidence=describe_answer(resp),
+            fix="Use the context path of the deployed application plus the endpoint's "
+            "`@ServerEndpoint(\"/…\")` value (ROOT.war has none).",
         )
     elif resp is not None and resp.status == 404:
         yield Hit(f"{path} is not routed here: 404{hint}", evidence=describe_answer(resp))

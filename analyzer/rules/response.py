@@ -12,6 +12,7 @@ from analyzer.rules._facts import (
     body_text,
     describe_answer,
     frame_ref,
+    gorilla_refusal,
     has_websocket_markers,
     header_line,
     is_bare_403,
@@ -23,6 +24,7 @@ from analyzer.rules._facts import (
     same_origin,
     server_header,
     tokens,
+    tomcat_page,
     valid_key,
     ws_complaint,
 )
@@ -341,6 +343,8 @@ def proxy_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     page = proxy_page(resp)
     if page is not None and page.kind in ("tls-port", "no-route"):
         return  # plain-to-tls-port and wrong-path name these
+    if gorilla_refusal(resp) or (tomcat_page(resp) and resp.status in (403, 404)):
+        return  # the WebSocket server's own refusal: origin-rejected and the request rules say why
     proxy = page.proxy if page is not None else proxy_name(resp)
     server = server_header(resp).lower()
     upstream = _failed_upstream(hs, ctx) if resp.status in (502, 503, 504) else None
@@ -475,6 +479,20 @@ def origin_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         return
     elif is_websockets_server(resp):
         yield Hit("websockets answered 403: its only 403 is the Origin allow-list", evidence=ev)
+    elif gorilla_refusal(resp):
+        yield Hit(
+            "Go's gorilla/websocket answered 403: its only 403 is `Upgrader.CheckOrigin` refusing the "
+            "Origin (by default anything but the request's own host)",
+            evidence=ev,
+            rank=5,
+        )
+    elif tomcat_page(resp):
+        yield Hit(
+            "Tomcat answered its 403 page to the upgrade: the endpoint's "
+            "`ServerEndpointConfig.Configurator.checkOrigin()` refused the Origin",
+            evidence=ev,
+            rank=8,
+        )
     elif same_origin(req):
         return  # the page's own origin passes every default check: the refusal is something else
     elif "uvicorn" in server_header(resp).lower():
@@ -695,10 +713,12 @@ ERROR_CLOSES = {
     1002: "a protocol error in the client's frames (unmasked, bad opcode or length, reserved bits)",
     1003: "a kind of data it does not accept (text where it wants binary, or the reverse)",
     1007: "data that does not match the message type (text that is not UTF-8, JSON it rejects)",
+    1008: "something its policy refuses",
     1009: "a message larger than it accepts (Node ws `maxPayload`, websockets `max_size`: 1 MiB, "
-    "ESP-IDF's buffer)",
+    "gorilla `SetReadLimit`, Tomcat's 8 KiB message buffer, ESP-IDF's buffer)",
     1010: "no extension it requires",
 }
+AFTER_DATA_ONLY = frozenset({1002, 1003, 1007, 1009, 1010})  # before any data these are other rules' story
 
 
 @rule(
@@ -712,8 +732,10 @@ ERROR_CLOSES = {
 )
 def closed_with_error(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     """What it checks:
-    The server's Close frame carries 1002, 1003, 1007, 1009 or 1010 after the client sent data:
-    the handshake worked, then the session broke on the client's message.
+    The server's Close frame carries 1002, 1003, 1007, 1008, 1009 or 1010 after the client sent
+    data: the handshake worked, then the session broke on the client's message (the message's
+    size counts all its fragments). A 1008 right after the upgrade whose reason is not about
+    credentials (those are auth-failed-after-upgrade's) is a policy refusal, an error.
 
     Why it is refused:
     A server checks each message against its limits and rules: Node `ws` closes with 1009 over
@@ -732,19 +754,30 @@ def closed_with_error(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     """
     if hs.response is None or hs.response.status != 101:
         return
-    sent = None
+    message = 0  # bytes of the client's last message, its fragments added up
     for f in hs.frames:
-        if f.direction == "client" and f.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION):
-            sent = f
+        if f.direction == "client" and f.opcode in (Opcode.TEXT, Opcode.BINARY):
+            message = f.length
+        elif f.direction == "client" and f.opcode == Opcode.CONTINUATION:
+            message += f.length
+        elif f.direction == "client" and f.opcode == Opcode.CLOSE:
+            return  # the client ended it: the server's Close is its echo
         elif f.direction == "server" and f.opcode == Opcode.CLOSE and f.close_code in ERROR_CLOSES:
-            if sent is None:
-                return  # before any client data: auth-failed-after-upgrade and friends say it
             reason = f" {f.close_reason!r}" if f.close_reason else ""
-            yield Hit(
-                f"the server closed with {f.close_code}{reason} after the client's {sent.length}-byte "
-                f"message: it received {ERROR_CLOSES[f.close_code]}",
-                evidence=f"Close {f.close_code}" + frame_ref(f),
-            )
+            if message:
+                yield Hit(
+                    f"the server closed with {f.close_code}{reason} after the client's {message:,}-byte "
+                    f"message: it received {ERROR_CLOSES[f.close_code]}",
+                    evidence=f"Close {f.close_code}" + frame_ref(f),
+                )
+            elif f.close_code not in AFTER_DATA_ONLY and not ctx.xiaozhi:
+                yield Hit(  # auth-failed-after-upgrade speaks when the reason is about credentials
+                    f"the server closed with {f.close_code}{reason} right after the upgrade: it accepted "
+                    "the connection, then its policy refused the client",
+                    evidence=f"Close {f.close_code}" + frame_ref(f),
+                    severity=Severity.ERROR,
+                    rank=60,
+                )
             return
 
 

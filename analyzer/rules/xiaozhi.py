@@ -8,6 +8,7 @@ show the rejection it explains; otherwise it is a WARNING (auth known to be on) 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterator
 
 from analyzer.model import Handshake, HttpResponse, Outcome, Severity
@@ -69,16 +70,29 @@ def _auth_hit(hs: Handshake, ctx: Context, message: str, evidence: str, rank: in
         )
 
 
+CREDENTIAL_WORDS = re.compile(r"token|auth|credential|jwt|signature|api.?key", re.IGNORECASE)
+
+
 def _generic_401(hs: Handshake) -> bool:
-    """A 401 from anyone (xiaozhi never answers one): credentials were asked for."""
+    """A 401 from anyone (xiaozhi never answers one), or a 403 whose body talks of tokens or
+    authentication (`invalid token`): credentials were asked for, or refused."""
     resp = hs.response
-    return resp is not None and resp.status == 401
+    if resp is None:
+        return False
+    said = resp.body[:512].decode("utf-8", "replace")
+    return resp.status == 401 or (resp.status == 403 and bool(CREDENTIAL_WORDS.search(said)))
 
 
 BROWSER_TOKEN_FIX = (
     "A browser cannot set Authorization (or any header) on a WebSocket: pass the token in the URL "
     "query (`?token=`), a cookie or `Sec-WebSocket-Protocol`, and have the server read it there."
 )
+
+
+def _status(resp: HttpResponse) -> str:
+    """`401`, or `403 'invalid token'`: the status, and the body when it says why."""
+    said = " ".join(resp.body[:80].decode("utf-8", "replace").split())
+    return f"{resp.status} {said!r}" if resp.status != 401 and said else str(resp.status)
 
 
 def _asks_for(resp: HttpResponse) -> str:
@@ -444,7 +458,8 @@ def missing_token(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         if credential_elsewhere(req) is not None:
             return  # token-rejected: the credential it sent was refused
         yield Hit(
-            f"the server answered 401{_asks_for(hs.response)} and the request carries no credential",
+            f"the server answered {_status(hs.response)}{_asks_for(hs.response)} and the request carries no "
+            "credential",
             evidence=describe_answer(hs.response),
             rank=15,
             fix=BROWSER_TOKEN_FIX
@@ -582,7 +597,7 @@ def token_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     elsewhere = credential_elsewhere(req) if ident.authorization is None else None
     if _generic_401(hs) and hs.response is not None and (ident.authorization or elsewhere is not None):
         yield Hit(
-            f"the server answered 401{_asks_for(hs.response)} to the credential in "
+            f"the server answered {_status(hs.response)}{_asks_for(hs.response)} to the credential in "
             f"{elsewhere or 'the Authorization header'}",
             evidence=describe_answer(hs.response),
             rank=15,
@@ -817,7 +832,7 @@ def auth_failed_after_upgrade(hs: Handshake, ctx: Context) -> Iterator[Hit]:
                 evidence=f"Close {code}{reason}" + frame_ref(close),
                 rank=60,
             )
-    elif a.rejection == Rejection.POLICY_CLOSE:
+    elif a.rejection == Rejection.POLICY_CLOSE and (ctx.xiaozhi or CREDENTIAL_WORDS.search(reason or "")):
         yield Hit(
             f"the server closed with {code}{reason} right after the 101, before any data: it accepted "
             "the upgrade, then its handler refused the client (authentication or policy)",
