@@ -21,7 +21,7 @@ from analyzer.errors import CaptureError
 from analyzer.handshake import Conversation
 from analyzer.http_stream import Message
 from analyzer.limits import Limits
-from analyzer.model import Anomaly, Endpoint, InputSummary, Segment, TcpFlags, TlsAlert, Transport
+from analyzer.model import Anomaly, Endpoint, InputSummary, Segment, TcpFlags, TlsAlert, TlsDetails, Transport
 from analyzer.pipeline import ConnectionTable, Harvest
 from analyzer.sources import tshark
 
@@ -137,19 +137,15 @@ def handshake_facts(outer: Transport, st: _TlsStream) -> Transport:
         return outer
     client = st.client
     alerts = [TlsAlert("client" if src == client else "server", lvl, d, fr) for src, lvl, d, fr in st.alerts]
-    merged = inside(outer, outer, alerts).tls
-    assert merged is not None
+    merged = _with_alerts(tls, alerts)
     if not tls.certificates and st.certificates:
         from analyzer.tls.certs import parse_chain
 
         chain = parse_chain([der for der in st.certificates if der])
         if chain:
             merged = dataclasses.replace(merged, certificates=chain, certificates_hidden=False)
-    merged = dataclasses.replace(
-        merged,
-        decrypted=tls.decrypted,
-        client_certificate_requested=tls.client_certificate_requested or st.certificate_request,
-    )
+    if st.certificate_request:
+        merged = dataclasses.replace(merged, client_certificate_requested=True)
     return dataclasses.replace(outer, tls=merged)
 
 
@@ -169,14 +165,19 @@ def synthetic_segments(st: _TlsStream) -> Iterable[Segment]:
         yield Segment(frame, ts, src, dst, seq, nxt.get(dst, 1), TcpFlags.ACK | TcpFlags.PSH, data)
 
 
+def _with_alerts(tls: TlsDetails, alerts: list[TlsAlert]) -> TlsDetails:
+    """The alerts our pass saw, plus those tshark decrypted (which name an encrypted one)."""
+    seen = {(a.by, a.level, a.description) for a in tls.alerts}
+    extra = tuple(a for a in alerts if (a.by, a.level, a.description) not in seen)
+    known = tuple(a for a in tls.alerts if not a.encrypted or not extra)
+    return dataclasses.replace(tls, alerts=known + extra)
+
+
 def inside(outer: Transport, inner: Transport, alerts: list[TlsAlert]) -> Transport:
     """The real connection's facts with what TLS carried: payload kinds and sizes from inside."""
     tls = outer.tls
     if tls is not None:
-        seen = {(a.by, a.level, a.description) for a in tls.alerts}
-        extra = tuple(a for a in alerts if (a.by, a.level, a.description) not in seen)
-        known = tuple(a for a in tls.alerts if not a.encrypted or not extra)
-        tls = dataclasses.replace(tls, decrypted=True, alerts=known + extra)
+        tls = dataclasses.replace(_with_alerts(tls, alerts), decrypted=True)
     return dataclasses.replace(
         outer,
         client_payload=inner.client_payload,
