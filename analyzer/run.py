@@ -67,7 +67,11 @@ def report_from(summary: InputSummary, harvest: Harvest, config: Config) -> Repo
     from analyzer import rules  # imported on use: listing rules or reading files needs no rule engine
 
     chosen = select_handshakes(harvest, config.expect_port)
-    diagnoses = rules.diagnose(chosen, harvest.otas, config)
+    # the connections not reported still tell the rules something: a proxy's refused connection
+    # to its backend (on a port no attempt went to) is why it answered 502/503
+    shown = {id(h) for h in chosen}
+    unreported = [h for h in harvest.handshakes if id(h) not in shown]
+    diagnoses = rules.diagnose(chosen, harvest.otas, config, context=unreported)
     otas = rules.diagnose_otas(harvest.otas, chosen, config)
     return Report(summary, diagnoses, otas, harvest.connections, harvest.tls_sessions)
 

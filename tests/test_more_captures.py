@@ -96,3 +96,15 @@ def test_squid_connect_tunnel_is_named_and_replayed_through_the_proxy() -> None:
     assert hs["tunnel"] == "127.0.0.1:18001" and hs["request"]["method"] == "GET"
     assert hs["response"]["status"] == 101 and not hs["failed"]
     assert f"-p -x http://{hs['server']} http://127.0.0.1:18001/xiaozhi/v1/" in hs["reproduce"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["haproxy-backend-down-503", "caddy-backend-down-502", "apache-backend-down-503", "squid-connect-backend-down-503"],
+)
+def test_gateway_errors_name_the_proxys_refused_backend_connection(name: str) -> None:
+    """The backend's port saw no upgrade attempt, so its refused connections are not reported,
+    yet they are why the proxy answered 502/503: the verdict names them."""
+    hs = handshakes(ROOT / "captures" / "proxies" / f"{name}.pcap")[0]
+    assert hs["cause"]["name"] == "proxy-rejected"
+    assert "its own connection to 127.0.0.1:18009 was refused (RST)" in hs["cause"]["message"]
