@@ -100,7 +100,12 @@ def test_squid_connect_tunnel_is_named_and_replayed_through_the_proxy() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["haproxy-backend-down-503", "caddy-backend-down-502", "apache-backend-down-503", "squid-connect-backend-down-503"],
+    [
+        "haproxy-backend-down-503",
+        "caddy-backend-down-502",
+        "apache-backend-down-503",
+        "squid-connect-backend-down-503",
+    ],
 )
 def test_gateway_errors_name_the_proxys_refused_backend_connection(name: str) -> None:
     """The backend's port saw no upgrade attempt, so its refused connections are not reported,
