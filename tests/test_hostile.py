@@ -1450,3 +1450,36 @@ def test_live_mode_keeps_no_handshakes_after_reporting_them() -> None:
         table.feed(seg)
     table.flush()
     assert seen == [0] and table.harvest.handshakes == [] and table.harvest.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("request_line", "answer"),
+    [
+        (b"GET http://[::1/xiaozhi/v1/ HTTP/1.1", b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"),
+        (b"GET /ws HTTP/1.1", b"HTTP/1.1 301 Moved\r\nLocation: http://[::1\r\nContent-Length: 0\r\n\r\n"),
+        (
+            b"CONNECT [::1:8000 HTTP/1.1",
+            b"HTTP/1.1 403 Forbidden\r\nX-Squid-Error: ERR_CONNECT_FAIL 99999999999\r\n"
+            b"Content-Length: 0\r\n\r\n",
+        ),
+    ],
+)
+def test_malformed_urls_never_crash_the_rules(request_line: bytes, answer: bytes) -> None:
+    """URLs no parser accepts (an unclosed IPv6 bracket in an absolute target or a Location, a
+    CONNECT authority, a Squid errno of 11 digits): diagnosed, reported, no exception."""
+    from analyzer.config import Config
+    from analyzer.model import InputSummary
+    from analyzer.pipeline import select_handshakes
+    from analyzer.report import tree
+    from analyzer.run import report_from
+
+    request = request_line + b"\r\nHost: [::1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nOrigin: http://[::1\r\n\r\n"
+    w = Wire().handshake().send(True, request).send(False, answer).fin(False).fin(True)
+    table = ConnectionTable(DEFAULT_LIMITS)
+    for seg in w.segments:
+        table.feed(seg)
+    table.flush()
+    assert select_handshakes(table.harvest, None)
+    report = report_from(InputSummary("hostile"), table.harvest, Config())
+    [doc] = tree.handshake_docs([report])
+    assert doc["failed"] and doc["cause"] is not None

@@ -60,7 +60,10 @@ def tokens(req: HttpRequest, name: str) -> list[str]:
 def path_of(req: HttpRequest) -> str:
     target = req.target
     if target.startswith(("http://", "https://", "ws://", "wss://")):
-        target = urlsplit(target).path or "/"
+        # absolute form (to a proxy): the path after the authority, which may be malformed
+        # (`http://[::1/x` makes urlsplit raise), so cut it by hand
+        rest = target.split("://", 1)[1].split("?", 1)[0]
+        target = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
     return target.split("?", 1)[0]
 
 

@@ -87,7 +87,10 @@ def redirect(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             evidence=describe_answer(resp),
         )
         return
-    target = urlsplit(loc)
+    try:
+        target = urlsplit(loc)
+    except ValueError:  # a Location no URL parser accepts (`http://[::1`): quoted as it is
+        target = urlsplit("")
     hint = ""
     if target.scheme == "https":
         hint = ": the site wants TLS, use wss://"

@@ -23,7 +23,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from analyzer.config import Config
 from analyzer.errors import LiveError
@@ -400,7 +400,7 @@ def claimed_device_id(request: dict[str, Any] | None) -> str | None:
     for name, value in request["headers"]:
         if name.lower() == "device-id":
             return str(value)
-    for name, value in parse_qsl(urlsplit(str(request["target"])).query):
+    for name, value in parse_qsl(str(request["target"]).partition("?")[2].partition("#")[0]):
         if name.lower() == "device-id":
             return value
     return None
