@@ -270,3 +270,36 @@ def test_keylog_with_only_its_header_is_a_keylog_without_keys(tmp_path: Path) ->
     other.write_text("# notes\nthis is not a key log\n")
     with pytest.raises(UsageError, match="no NSS key log lines"):
         keylog.read_keylog(str(other))
+
+
+def test_damaged_certificates_never_raise() -> None:
+    """A certificate from the capture is hostile bytes: `cryptography` parses it lazily and
+    raises KeyError, UnsupportedAlgorithm or ValueError on damaged fields (all three were found
+    by mutating real captures). Every single-byte change of a real certificate gives facts or
+    None, never an exception."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ws.example.com")])
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("ws.example.com")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert certs.parse_der(der) is not None
+    for pos in range(len(der)):
+        for value in (0x00, 0xFF, der[pos] ^ 0x01):
+            certs.parse_der(der[:pos] + bytes([value]) + der[pos + 1 :])

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import ipaddress
 import itertools
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -35,14 +36,21 @@ def _ns(dt: datetime) -> int:
 
 
 def parse_der(der: bytes) -> CertInfo | None:
+    """The facts of one certificate the server sent, or None when its names and dates cannot
+    be read. The bytes come from the capture: `cryptography` parses fields lazily and raises
+    what it likes on a damaged one (ValueError, KeyError, UnsupportedAlgorithm…), so every step
+    here treats any exception as "this field is unreadable"."""
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
     try:
-        cert = x509.load_der_x509_certificate(der)
+        with warnings.catch_warnings():  # "serial number not positive…": the capture's problem, not ours
+            warnings.simplefilter("ignore")
+            cert = x509.load_der_x509_certificate(der)
         subject, issuer = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
         not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
-    except ValueError:
+        self_signed = cert.subject == cert.issuer
+    except Exception:  # hostile bytes; see the docstring
         return None
     key_type, bits, curve = "unknown", 0, None
     try:
@@ -57,14 +65,14 @@ def parse_der(der: bytes) -> CertInfo | None:
             key_type, bits = "Ed448", 456
         elif isinstance(key, dsa.DSAPublicKey):
             key_type, bits = "DSA", key.key_size
-    except (ValueError, TypeError):  # unsupported algorithm: keep the names and dates
+    except Exception:  # an unsupported or damaged key: keep the names and dates
         pass
     names: list[str] = []
     is_ca = False
-    with contextlib.suppress(x509.ExtensionNotFound, ValueError):
+    with contextlib.suppress(Exception):  # missing or damaged extensions: no names
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = [*san.get_values_for_type(x509.DNSName), *map(str, san.get_values_for_type(x509.IPAddress))]
-    with contextlib.suppress(x509.ExtensionNotFound, ValueError):
+    with contextlib.suppress(Exception):
         is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     return CertInfo(
         subject=subject,
@@ -74,7 +82,7 @@ def parse_der(der: bytes) -> CertInfo | None:
         key_type=key_type,
         key_bits=bits,
         curve=curve,
-        self_signed=cert.subject == cert.issuer,
+        self_signed=self_signed,
         is_ca=is_ca,
         names=tuple(names[:50]),
         sha256=hashlib.sha256(der).hexdigest(),
