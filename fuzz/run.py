@@ -1,6 +1,6 @@
 """Run one fuzz target: `python fuzz/run.py TARGET --iterations N` (see fuzz/README.md).
 
-TARGET is reader, reassembler, http or frames (fuzz/targets.py). Engines:
+TARGET is reader, reassembler, http, frames or pipeline (fuzz/targets.py). Engines:
   atheris  coverage-guided (libFuzzer) when `pip install atheris` worked; the corpus grows in
            fuzz/corpus/TARGET/ and is seeded from the public captures on first use;
   mutate   a seeded byte-level mutator (bit flips, interesting lengths, insert/delete/splice,
@@ -213,7 +213,7 @@ def run_atheris(h: Harness, target: str, seeds: list[bytes], max_len: int, jobs_
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("target", choices=["reader", "reassembler", "http", "frames"])
+    ap.add_argument("target", choices=["reader", "reassembler", "http", "frames", "pipeline"])
     ap.add_argument("--iterations", "-n", type=int, default=100_000)
     ap.add_argument("--engine", choices=["auto", "atheris", "mutate"], default="auto")
     ap.add_argument("--seed", type=int, default=0, help="random seed of the mutate engine")

@@ -250,11 +250,34 @@ def frames(data: bytes) -> None:
     assert dec.done
 
 
+# ---- 5. the whole pipeline -----------------------------------------------------------------
+
+
+def pipeline(data: bytes) -> None:
+    """A capture's bytes all the way: reader, reassembly, handshakes, every rule, the JSON and
+    the text report (verbose, secrets shown, so every field is rendered). Mutated real captures
+    reach the rules with damaged certificates, URLs and headers no unit test wrote: two crashes
+    in certificate parsing and one in URL handling were found this way. Nothing may escape."""
+    from analyzer.report import terminal, tree
+    from analyzer.run import analyze_path
+
+    with tempfile.NamedTemporaryFile(suffix=".pcap") as f:
+        f.write(data)
+        f.flush()
+        report = analyze_path(f.name, limits=SMALL)
+    for _chunk in tree.json_chunks([report], show_secrets=True):
+        pass
+    doc = {**tree.head([report], True), "handshakes": tree.handshake_docs([report], True)}
+    doc["ota"] = tree.ota_docs([report], True)
+    terminal.render(doc, io.StringIO(), tree.input_counts([report]), color=False, verbose=True)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "reader": reader,
     "reassembler": reassembler,
     "http": http,
     "frames": frames,
+    "pipeline": pipeline,
 }
 
 ALLOWED: dict[str, tuple[type[BaseException], ...]] = {
@@ -262,9 +285,10 @@ ALLOWED: dict[str, tuple[type[BaseException], ...]] = {
     "reassembler": (),
     "http": (),
     "frames": (),
+    "pipeline": (),
 }
 
-MAX_LEN = {"reader": 65536, "reassembler": 4096, "http": 8192, "frames": 8192}
+MAX_LEN = {"reader": 65536, "reassembler": 4096, "http": 8192, "frames": 8192, "pipeline": 65536}
 
 
 # ---- seeds ---------------------------------------------------------------------------------
@@ -272,7 +296,7 @@ MAX_LEN = {"reader": 65536, "reassembler": 4096, "http": 8192, "frames": 8192}
 
 def _capture_files() -> list[Path]:
     files = [p for p in sorted(PUBLIC.rglob("*")) if p.is_file() and p.suffix in (".pcap", ".pcapng", ".gz")]
-    return files + sorted(CAPTURES.glob("*.pcap*"))
+    return files + sorted(CAPTURES.glob("*.pcap*")) + sorted(CAPTURES.glob("*/*.pcap"))
 
 
 def _editcap_variants(files: list[Path], per_file: int) -> list[bytes]:
@@ -318,6 +342,9 @@ def seeds(target: str, editcap_per_file: int = 2) -> list[bytes]:
     """A seed corpus for `target`, built from the public captures (small files whole, big ones
     cut), the project's own captures and, for the reader, `editcap -E` mutants of them."""
     files = _capture_files()
+    if target == "pipeline":
+        small = [f for f in files if f.suffix == ".pcap" and f.stat().st_size <= MAX_LEN["pipeline"]]
+        return [f.read_bytes() for f in small]
     if target == "reader":
         out = []
         for f in files:
