@@ -1,17 +1,17 @@
-"""End to end: the cause named for each stream of the proxy and framework captures.
+"""End to end: the cause named for each stream of the captures of more real software.
 
-`captures/proxies/` (HAProxy, Caddy, Apache httpd, Squid in front of a WebSocket backend),
-`captures/peers/` (Node ws and socket.io, Tornado, aiohttp, uvicorn with wsproto, hypercorn,
-daphne/Channels, Flask-Sock, headless Chromium, websocket-client) and `captures/wss/` (wss://
-through nginx, HAProxy and Caddy with good and bad certificates, mutual TLS, version and cipher
-mismatches; Python, Node and Chromium clients, with their key logs) and `captures/go-java/`
-(gorilla/websocket, Tomcat 10, the JDK's client) were recorded on loopback from the real
-software by `captures/record/record_proxies.py`, `record_peers.py`, `record_tls.py` and
-`record_go_java.py`. Each folder's `expected.tsv` says, per TCP stream, what really went wrong
-(`expected_cause`, a cause name; `none` for a good handshake), which findings must also be
-there, the key log to read it with (wss), and, where the wire cannot tell the true cause from
-another, why (`known_gap`: those must still miss, so a rule that starts naming them fails here
-until the table is updated).
+Recorded on loopback from the real programs, each folder with its recorder in
+`captures/record/`: `proxies/` (HAProxy, Caddy, Apache httpd, Squid in front of a WebSocket
+backend), `peers/` (Node ws and socket.io, Tornado, aiohttp, uvicorn with wsproto, hypercorn,
+daphne/Channels, Flask-Sock, headless Chromium, websocket-client), `wss/` (wss:// through nginx,
+HAProxy and Caddy: good and bad certificates, mutual TLS, version and cipher mismatches; Python,
+Node and Chromium clients with their key logs), `go-java/` (gorilla/websocket, Tomcat 10, the
+JDK's client) and `xiaozhi-ws14/` (xiaozhi's handshake and auth code on websockets 14.2, the
+version xiaozhi-esp32-server pins). Each folder's `expected.tsv` says, per TCP stream, what
+really went wrong (`expected_cause`, a cause name; `none` for a good handshake), which findings
+must also be there, the key log (wss) or server key (`auth_key`) to read it with, and, where the
+wire cannot tell the true cause from another, why (`known_gap`: those must still miss, so a rule
+that starts naming them fails here until the table is updated).
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from typing import Any
 
 import pytest
 
+from analyzer.config import Config
 from analyzer.crosscheck import analyze
 from analyzer.report import tree
 from analyzer.sources.tshark import tshark_path
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDERS = [ROOT / "captures" / name for name in ("proxies", "peers", "wss", "go-java")]
+FOLDERS = [ROOT / "captures" / name for name in ("proxies", "peers", "wss", "go-java", "xiaozhi-ws14")]
 ROWS = [
     (folder, row)
     for folder in FOLDERS
@@ -37,15 +38,17 @@ ROWS = [
 
 
 @functools.cache
-def handshakes(path: Path, keylog: str = "") -> dict[int, dict[str, Any]]:
+def handshakes(path: Path, keylog: str = "", auth_key: str = "") -> dict[int, dict[str, Any]]:
     key = str(path.parent / keylog) if keylog else None
-    return {h["tcp_stream"]: h for h in tree.handshake_docs([analyze(str(path), keylog=key)])}
+    config = Config(auth_key=auth_key or None)
+    return {h["tcp_stream"]: h for h in tree.handshake_docs([analyze(str(path), config, keylog=key)])}
 
 
 def _handshake(folder: Path, row: dict[str, str]) -> dict[str, Any]:
     if row.get("keylog") and tshark_path() is None:
         pytest.skip("decrypting with a key log needs tshark")
-    return handshakes(folder / row["file"], row.get("keylog") or "")[int(row["tcp_stream"])]
+    found = handshakes(folder / row["file"], row.get("keylog") or "", row.get("auth_key") or "")
+    return found[int(row["tcp_stream"])]
 
 
 def _id(item: tuple[Path, dict[str, str]]) -> str:
@@ -82,10 +85,12 @@ def test_every_capture_is_in_the_table(folder: Path) -> None:
     """The table covers every stream wsdiag reports; a capture with no row reports nothing."""
     listed = {(r["file"], int(r["tcp_stream"])) for f, r in ROWS if f == folder}
     keylogs = {r["file"]: r.get("keylog") or "" for f, r in ROWS if f == folder}
+    keys = {r["file"]: r.get("auth_key") or "" for f, r in ROWS if f == folder}
     if any(keylogs.values()) and tshark_path() is None:
         pytest.skip("decrypting with a key log needs tshark")
     for pcap in sorted(folder.glob("*.pcap")):
-        reported = {(pcap.name, stream) for stream in handshakes(pcap, keylogs.get(pcap.name, ""))}
+        found = handshakes(pcap, keylogs.get(pcap.name, ""), keys.get(pcap.name, ""))
+        reported = {(pcap.name, stream) for stream in found}
         assert reported == {key for key in listed if key[0] == pcap.name}, pcap.name
 
 

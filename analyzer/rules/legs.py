@@ -36,7 +36,7 @@ TOKEN_HEADERS = frozenset({"connection", "upgrade"})  # compared as token sets, 
 SHOWN = 6  # names listed per kind of change
 
 
-def _legs(hs: Handshake, ctx: Context) -> tuple[Handshake, Handshake] | None:
+def legs_of(hs: Handshake, ctx: Context) -> tuple[Handshake, Handshake] | None:
     """(client→proxy, proxy→backend) legs of the attempt `hs` belongs to, if both are here."""
     key = hs.request.header("sec-websocket-key") if hs.request is not None else None
     if not key or not key.strip():
@@ -139,7 +139,7 @@ def proxy_changed_request(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     References:
     field-failures D1, D2, D3 and §6 item 5 (multi-leg diff); xiaozhi-protocol.md §6 row 23.
     """
-    legs = _legs(hs, ctx)
+    legs = legs_of(hs, ctx)
     if legs is None:
         return
     down, up = legs

@@ -82,7 +82,8 @@ def _complains(hs: Handshake, *words: str) -> bool:
     Severity.ERROR,
     rank=20,
     title="The upgrade request is not HTTP/1.1",
-    fix="Send `GET <path> HTTP/1.1`; behind nginx set `proxy_http_version 1.1;`.",
+    fix="Send `GET <path> HTTP/1.1`; behind nginx set `proxy_http_version 1.1;` together with "
+    '`proxy_set_header Upgrade $http_upgrade;` and `proxy_set_header Connection "upgrade";`.',
 )
 def http10_request(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     """What it checks:
@@ -127,7 +128,7 @@ def _framing_problems(req: HttpRequest, zero_length_ok: bool = False) -> list[st
         problems.append(f"it has {len(req.headers)} headers (websockets accepts at most {MAX_HEADERS})")
     longest = longest_line(req)
     if longest is not None:
-        problems.append(f"{longest} is longer than {MAX_LINE} bytes (the limit of websockets)")
+        problems.append(f"{longest} is longer than the {MAX_LINE} bytes websockets reads")
     problems.extend(
         text
         for name, text in BAD_FRAMING.items()
@@ -137,12 +138,13 @@ def _framing_problems(req: HttpRequest, zero_length_ok: bool = False) -> list[st
 
 
 def longest_line(req: HttpRequest, limit: int = MAX_LINE) -> str | None:
-    """The request's longest line, in words, when it is longer than `limit` bytes."""
-    name, size = "the request line", len(req.method) + len(req.target) + len(req.version) + 2
+    """The request's longest line, in words, when it is longer than `limit` bytes with its CRLF
+    (websockets reads lines with 8192 bytes at most, CRLF included: a 8191-byte line is dropped)."""
+    name, size = "the request line", len(req.method) + len(req.target) + len(req.version) + 4
     for n, v in req.headers:
-        if len(n) + len(v) + 2 > size:
-            name, size = f"the `{n}` header", len(n) + len(v) + 2
-    return f"{name} ({size:,} bytes)" if size > limit else None
+        if len(n) + len(v) + 4 > size:  # "Name: value\r\n"
+            name, size = f"the `{n}` header", len(n) + len(v) + 4
+    return f"{name} ({size:,} bytes with its CRLF)" if size > limit else None
 
 
 @rule(
@@ -151,7 +153,8 @@ def longest_line(req: HttpRequest, limit: int = MAX_LINE) -> str | None:
     Severity.ERROR,
     rank=20,
     title="The request is not a plain GET that a strict WebSocket server can parse",
-    fix="Send exactly `GET <path> HTTP/1.1` with CRLF line ends, no body headers, fewer than 128 headers.",
+    fix="Send exactly `GET <path> HTTP/1.1` with CRLF line ends, no body headers, at most 128 headers "
+    "and lines under 8 KiB.",
 )
 def malformed_request(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     """What it checks:
@@ -184,7 +187,15 @@ def malformed_request(hs: Handshake, ctx: Context) -> Iterator[Hit]:
     evidence_rank = 10 if _silent(hs) or invalid or status in (405, 414, 431) else None
     sev, rank = _defect(hs, evidence_rank, 35)
     tail = "; the server closed without answering" if _silent(hs) else ""
-    yield Hit("; ".join(problems) + tail, evidence=request_line(req), severity=sev, rank=rank)
+    yield Hit("; ".join(problems) + tail, evidence=_offending_line(req), severity=sev, rank=rank)
+
+
+def _offending_line(req: HttpRequest) -> str:
+    """The line a strict parser stops at: a body header if there is one, else the request line."""
+    for name in ("content-length", "transfer-encoding"):
+        if req.headers_named(name):
+            return header_line(req, name)
+    return request_line(req)
 
 
 @rule(

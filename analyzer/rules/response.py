@@ -30,6 +30,7 @@ from analyzer.rules._facts import (
 )
 from analyzer.rules._pages import proxy_page
 from analyzer.rules._rule import Context, Hit, rule
+from analyzer.rules.legs import legs_of
 from analyzer.rules.request import longest_line
 
 DROPPED_AT_ONCE_NS = 1_000_000_000  # a client that closes this soon after a 101, frameless, refused it
@@ -270,6 +271,15 @@ def _no_route(resp: HttpResponse) -> bool:
     return page is not None and page.kind == "no-route"
 
 
+def _http10_upstream(hs: Handshake, ctx: Context) -> Handshake | None:
+    """The proxy's copy of this request, when the capture has it and it went out as HTTP/1.0."""
+    legs = legs_of(hs, ctx)
+    if legs is None or legs[0] is not hs:
+        return None
+    up = legs[1]
+    return up if up.request is not None and up.request.version.upper() == "HTTP/1.0" else None
+
+
 def _failed_upstream(hs: Handshake, ctx: Context) -> Handshake | None:
     """The proxy's failed connection to its upstream, when the capture has it: a connection
     that carried no request, opened after this request came and before the gateway error."""
@@ -381,6 +391,17 @@ def proxy_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             evidence=describe_answer(resp),
             rank=10 if sized or page.kind == "too-large" else 15,
             fix=page.fix,
+        )
+    elif resp.status in (502, 504) and (up := _http10_upstream(hs, ctx)) is not None:
+        yield Hit(
+            f"{proxy or 'the gateway'} answered {resp.status}: it forwarded the request to {up.server} as "
+            f"{up.request.version if up.request else 'HTTP/1.0'} (tcp.stream {up.tcp_stream}), which a "
+            "WebSocket server drops without answering",
+            evidence=describe_answer(resp),
+            rank=15,
+            fix="Set `proxy_http_version 1.1;`, `proxy_set_header Upgrade $http_upgrade;` and "
+            '`proxy_set_header Connection "upgrade";` in the WebSocket location (the first alone gives '
+            "a plain HTTP request).",
         )
     elif resp.status in (502, 504):
         why = (

@@ -104,6 +104,8 @@ def no_answer(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             "of its request, or the rest was never sent",
             evidence="request without the terminating CRLF CRLF",
             rank=20,
+            fix="End the request head with an empty line (CRLF CRLF) and send it whole, within the "
+            "server's 10 s.",
         )
         return
     if t.server_fin:
