@@ -4,7 +4,7 @@ xiaozhi-esp32-server pins), on loopback, with tcpdump.
 
 Self-contained: needs root (tcpdump on lo), tcpdump, python3 (3.10+), and for the one
 proxy scenario nginx.  Creates $WSDIAG_RECORD_WORK/venv with websockets==14.2 if it is missing
-(or holds another version), starts ``xiaozhi_like_server_ws14.py`` (next to this file) with
+(or holds another version), starts ``xiaozhi_like_server.py`` (next to this file, unchanged) with
 that venv's python on 127.0.0.1:15000-15999, records every scenario into
 ``<dir>/<name>.pcap`` and writes ``results.json`` (what the client saw, with timings) and
 ``logs/<name>.server.log`` (the server's log: 14.2's reason for each silent close).
@@ -13,8 +13,7 @@ Clients are raw sockets sending the ESP32 firmware's exact request bytes (spec 3
 ``GET path HTTP/1.1``, ``Host`` without port, then the other headers byte-wise sorted, no
 User-Agent/Origin/extensions); on a 101 the client sends the firmware hello as a masked
 text frame and, on a Close frame, drops the socket without answering it (spec 3.5).
-The helper functions esp32_request/esp32_headers/mask_frame/parse_frames/make_token are
-copied from wsdiag's captures/record/record.py.
+The firmware's request bytes, frames and tokens come from record.py (imported).
 
 Usage:  python3 record_ws14.py [--only NAME,NAME] [--list] [--analyze]
         (--analyze also runs ``python3 -m analyzer analyze`` text + json into analysis/)
@@ -40,11 +39,14 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent  # captures/record/
+sys.path.insert(0, str(HERE))
+import record  # noqa: E402
+from record import esp32_request, make_token, mask_frame, parse_frames, ws_key  # noqa: E402
 OUT = HERE.parent / "xiaozhi-ws14"  # the captures and VERSIONS.txt
 WORK = Path(os.environ.get("WSDIAG_RECORD_WORK", "/tmp/wsdiag-record-ws14"))  # venv, logs, results
 VENV = WORK / "venv"
 VPY = VENV / "bin" / "python"
-SERVER = HERE / "xiaozhi_like_server_ws14.py"
+SERVER = HERE / "xiaozhi_like_server.py"  # the same re-creation: it runs unchanged on 14.2
 LOGS = WORK / "logs"
 WS_VERSION = "14.2"
 PORT_LO, PORT_HI = 15000, 15999
@@ -78,85 +80,15 @@ def ensure_venv() -> str:
 
 
 # ============================================================ helpers (from record.py)
-def make_token(client_id: str | None, device_id: str, ts: int | None = None, key: str = AUTH_KEY) -> str:
-    ts = int(time.time()) if ts is None else ts
-    sig = hmac.new(key.encode(), f"{client_id}|{device_id}|{ts}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(sig).decode().rstrip("=") + f".{ts}"
 
 
-def mask_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    b0 = (0x80 if fin else 0) | opcode
-    n = len(payload)
-    if n < 126:
-        hdr = struct.pack("!BB", b0, 0x80 | n)
-    elif n < 65536:
-        hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
-    else:
-        hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
-    key = os.urandom(4)
-    return hdr + key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
 
 
-def parse_frames(buf: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
-    frames = []
-    while len(buf) >= 2:
-        op, ln = buf[0] & 0x0F, buf[1] & 0x7F
-        i = 2
-        if ln == 126:
-            if len(buf) < 4:
-                break
-            ln, i = struct.unpack("!H", buf[2:4])[0], 4
-        elif ln == 127:
-            if len(buf) < 10:
-                break
-            ln, i = struct.unpack("!Q", buf[2:10])[0], 10
-        if buf[1] & 0x80:
-            i += 4
-        if len(buf) < i + ln:
-            break
-        frames.append((op, buf[i:i + ln]))
-        buf = buf[i + ln:]
-    return frames, buf
 
-
-def esp32_request(host_hdr: str, path: str, headers: list[tuple[str, str]]) -> bytes:
-    """Firmware request layout (spec 3.4): request line, Host without port, the other
-    headers byte-wise sorted (std::map), no User-Agent."""
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host_hdr}"]
-    lines += [f"{k}: {v}" for k, v in sorted(headers, key=lambda kv: kv[0])]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def ws_key() -> str:
-    return base64.b64encode(os.urandom(16)).decode()
-
-
-def esp32_headers(device: str | None = DEV, client: str | None = CID, token: str | None = None,
-                  *, auth_value: str | None = None, upgrade: str | None = "websocket",
-                  connection: str | None = "Upgrade", version: str | None = "13",
-                  key: str | None = "RANDOM", extra: list[tuple[str, str]] | None = None
-                  ) -> list[tuple[str, str]]:
-    """As record.py's, plus key=None meaning 'no Sec-WebSocket-Key header at all'."""
-    h: list[tuple[str, str]] = []
-    if auth_value is not None:
-        h.append(("Authorization", auth_value))
-    elif token:
-        h.append(("Authorization", f"Bearer {token}"))
-    if client is not None:
-        h.append(("Client-Id", client))
-    if connection is not None:
-        h.append(("Connection", connection))
-    if device is not None:
-        h.append(("Device-Id", device))
-    h.append(("Protocol-Version", "1"))
-    if key is not None:
-        h.append(("Sec-WebSocket-Key", ws_key() if key == "RANDOM" else key))
-    if version is not None:
-        h.append(("Sec-WebSocket-Version", version))
-    if upgrade is not None:
-        h.append(("Upgrade", upgrade))
-    h += extra or []
-    return h
+def esp32_headers(*args, key: str | None = "RANDOM", **kw) -> list[tuple[str, str]]:
+    """record.py's firmware headers, plus key=None meaning 'no Sec-WebSocket-Key at all'."""
+    h = record.esp32_headers(*args, key=None if key in (None, "RANDOM") else key, **kw)
+    return [(n, v) for n, v in h if key is not None or n != "Sec-WebSocket-Key"]
 
 
 def good_headers(**kw) -> list[tuple[str, str]]:
@@ -632,7 +564,7 @@ def main() -> int:
     (OUT / "VERSIONS.txt").write_text(
         f"websockets: {v} (venv {VENV})\npython (server venv): {pyv}\n{tcpdump_v}\n{nginx_v}\n"
         f"kernel: {os.uname().release}\nrecorded: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n"
-        f"server: {SERVER.name} (adapted copy of wsdiag captures/record/xiaozhi_like_server.py)\n")
+        f"server: {SERVER.name} (the same script as the websockets 17.4 captures)\n")
     if a.analyze:
         analyze(done)
     return 0
