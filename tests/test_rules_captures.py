@@ -65,3 +65,15 @@ def test_good_handshakes_with_a_warning(name: str, warning: str) -> None:
     [d] = report(name).diagnoses
     assert d.cause is None
     assert warning in [f.name for f in d.findings if f.severity == "warning"]
+
+
+def test_bare_starlette_403_is_told_apart_by_the_expected_path() -> None:
+    """uvicorn's bare 403 is the same bytes for a missing route and for an app that closed before
+    accept(): without `--expect-path` the likelier (the route) is named with both readings; when
+    the path is the expected one, the app's own check is."""
+    path = str(CAPTURES / "starlette-close-before-accept-403.pcap")
+    [plain] = analyze_path(path, CONFIG).diagnoses
+    assert plain.cause is not None and plain.cause.name == "wrong-path" and "accept()" in plain.cause.message
+    [told] = analyze_path(path, Config(auth_key=CONFIG.auth_key, expect_path="/ws-closed")).diagnoses
+    assert told.cause is not None and told.cause.name == "proxy-rejected"
+    assert "on the expected path" in told.cause.message

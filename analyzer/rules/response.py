@@ -246,7 +246,7 @@ def wrong_service(hs: Handshake, ctx: Context) -> Iterator[Hit]:
         )
 
 
-def _asgi_refusal(server: str, req: HttpRequest) -> str:
+def _asgi_refusal(server: str, req: HttpRequest, expected_path: str | None = None) -> str:
     if server == "daphne":
         if not req.headers_named("origin"):
             return (
@@ -257,6 +257,11 @@ def _asgi_refusal(server: str, req: HttpRequest) -> str:
         return (
             "daphne answered 403 Access denied: the Channels app closed before accept(): the consumer "
             "refused it (auth), or an Origin/allowed-hosts validator did"
+        )
+    if expected_path is not None and path_of(req) == expected_path:
+        return (
+            f"{server} answered a bare 403 on the expected path: the ASGI app closed the WebSocket "
+            "before accept(): the route's own check (auth, Origin, a dependency) refused it"
         )
     return (
         f"{server} answered a bare 403: the ASGI app closed the WebSocket before accept(): no route "
@@ -426,7 +431,8 @@ def proxy_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             evidence=describe_answer(resp),
         )
     elif (asgi := asgi_server(resp)) is not None:
-        yield Hit(_asgi_refusal(asgi, req), evidence=describe_answer(resp), rank=45, fix=APP_FIX)
+        said = _asgi_refusal(asgi, req, ctx.config.expect_path)
+        yield Hit(said, evidence=describe_answer(resp), rank=45, fix=APP_FIX)
     elif resp.status in (401, 403) and body_text(resp).strip() == f"{resp.status}: {resp.reason}":
         yield Hit(
             f"aiohttp's own {resp.status} page: a handler raised `web.HTTP{resp.reason.replace(' ', '')}` "
