@@ -96,6 +96,22 @@ def says_websocket_endpoint(resp: HttpResponse) -> bool:
     return resp.status >= 400 and any(text in body for text in _ENDPOINT_TEXTS)
 
 
+def promoted_by_answer(req: HttpRequest, resp: HttpResponse) -> bool:
+    """Is this plain GET an attempt after all? Its answer shows a WebSocket endpoint (curl, or a
+    proxy that stripped the upgrade headers), and it is not a browser's page or image request
+    (favicon.ico) that happened to hit the endpoint."""
+    fetched_as = (req.header("sec-fetch-dest") or "websocket").strip().lower()
+    return req.method.upper() == "GET" and fetched_as == "websocket" and says_websocket_endpoint(resp)
+
+
+def connect_answer(req: HttpRequest, status: int) -> tuple[bool, str | None]:
+    """What an answer to CONNECT means: (drop the CONNECT attempt, the tunnel it opened). A 2xx
+    opens the tunnel and the request sent through it is the attempt; a refusal stays one, unless
+    the tunnel was to 443 (HTTPS browsing through the proxy, nothing of ours)."""
+    opened = 200 <= status < 300
+    return opened or req.target.rpartition(":")[2] == "443", req.target[:255] if opened else None
+
+
 def is_ota(req: HttpRequest) -> bool:
     return "/ota" in req.target.lower().split("?")[0]
 
@@ -403,31 +419,26 @@ class Conversation:
         return self.client is not None and self.sides[self.client].payload is Payload.TLS
 
     def _promoted(self, attempt: _Attempt, resp: HttpResponse) -> _Attempt | None:
-        """A plain GET becomes an attempt when its answer shows that the URL is a WebSocket
-        endpoint (curl or a proxy that stripped the upgrade headers): the client was meant to
-        upgrade there."""
-        fetched_as = (attempt.request.header("sec-fetch-dest") or "websocket") if attempt.request else ""
-        if fetched_as.strip().lower() != "websocket":
-            return None  # a browser's page or image request (favicon.ico) that hit the endpoint
-        if not says_websocket_endpoint(resp) or len(self.attempts) >= MAX_ATTEMPTS:
+        """The shadow attempt of a plain GET, if its answer makes it one (`promoted_by_answer`)."""
+        if attempt.request is None or not promoted_by_answer(attempt.request, resp):
+            return None
+        if len(self.attempts) >= MAX_ATTEMPTS:
             return None
         attempt.shadow = False
         self.attempts.append(attempt)
         return attempt
 
     def _tunnel_answer(self, attempt: _Attempt, status: int) -> bool:
-        """An answer to CONNECT: a 2xx opens the tunnel, and the attempt that matters is the
-        request sent through it; a refusal stays an attempt, unless it was a tunnel to 443
-        (HTTPS browsing through the proxy, nothing of ours). True when the tunnel opened."""
+        """Applies `connect_answer` to a CONNECT attempt; True when the tunnel opened."""
         req = attempt.request
         if req is None or req.method.upper() != "CONNECT":
             return False
-        opened = 200 <= status < 300
-        if opened or req.target.rpartition(":")[2] == "443":
+        drop, tunnel = connect_answer(req, status)
+        if drop:
             self.attempts = [a for a in self.attempts if a is not attempt]
-        if opened:
-            self.tunnel = req.target[:255]
-        return opened
+        if tunnel is not None:
+            self.tunnel = tunnel
+        return tunnel is not None
 
     def _refeed_held(self, tunnel: bool = False) -> list[Message]:
         held = self.requests.release(tunnel)
@@ -616,4 +627,12 @@ class Conversation:
         return tuple(out)  # bounded: `_note` keeps 25 per name and counts the rest; names are few
 
 
-__all__ = ["Conversation", "is_attempt", "is_ota", "is_upgrade_request"]
+__all__ = [
+    "Conversation",
+    "connect_answer",
+    "is_attempt",
+    "is_ota",
+    "is_upgrade_request",
+    "promoted_by_answer",
+    "says_websocket_endpoint",
+]

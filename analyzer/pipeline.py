@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from analyzer.handshake import Conversation
@@ -161,7 +162,7 @@ def worth_reporting(
     hs: Handshake,
     attempt_ports: set[int],
     expect_port: int | None,
-    tls_completed: set[tuple[str, Endpoint]] | frozenset[tuple[str, Endpoint]] = frozenset(),
+    tls_completed: AbstractSet[tuple[str, Endpoint]] = frozenset(),
 ) -> bool:
     """Connections with no HTTP at all are reported only where a WebSocket was expected.
 

@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -146,11 +147,12 @@ def gorilla_refusal(resp: HttpResponse) -> bool:
     return (
         resp.status >= 400
         and bool(resp.headers_named("sec-websocket-version"))
-        and body_text(resp).strip() == HTTP_STATUS_TEXT.get(resp.status, "\0")
+        and resp.status in GORILLA_STATUSES
+        and body_text(resp).strip() == HTTPStatus(resp.status).phrase
     )
 
 
-HTTP_STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 405: "Method Not Allowed", 426: "Upgrade Required"}
+GORILLA_STATUSES = frozenset({400, 403, 405, 426})  # what its Upgrader answers
 
 
 def tomcat_page(resp: HttpResponse) -> bool:

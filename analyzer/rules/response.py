@@ -383,8 +383,9 @@ def proxy_rejected(hs: Handshake, ctx: Context) -> Iterator[Hit]:
             fix=page.fix if page is not None else None,
         )
     elif page is not None:
-        sized = page.kind in ("too-large", "bad-request") and longest_line(req, LONG_LINE) is not None
-        here = f"; here {longest_line(req, LONG_LINE)}" if sized else ""
+        longest = longest_line(req, LONG_LINE) if page.kind in ("too-large", "bad-request") else None
+        sized = longest is not None
+        here = f"; here {longest}" if sized else ""
         status = f"{resp.status} {resp.reason}".strip()
         what = (
             f"refused to open a tunnel to {req.target} ({status})"

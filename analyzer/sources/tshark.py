@@ -24,7 +24,7 @@ from functools import cache
 from typing import Any
 
 from analyzer.errors import WsdiagError
-from analyzer.handshake import is_attempt, is_ota, says_websocket_endpoint
+from analyzer.handshake import connect_answer, is_attempt, is_ota, promoted_by_answer
 from analyzer.limits import Limits
 from analyzer.model import (
     Anomaly,
@@ -498,7 +498,7 @@ def _results(st: _Stream, limits: Limits) -> tuple[list[Handshake], list[OtaExch
             if waiting:
                 att = waiting.pop(0)
                 if not any(a is att for a in attempts):  # a plain request
-                    if att[0].method.upper() == "GET" and says_websocket_endpoint(msg):
+                    if promoted_by_answer(att[0], msg):
                         attempts.append(att)
                     else:
                         att = None
@@ -513,11 +513,10 @@ def _results(st: _Stream, limits: Limits) -> tuple[list[Handshake], list[OtaExch
                     upgraded = att
                 req = att[0]
                 if req is not None and req.method.upper() == "CONNECT":
-                    opened = 200 <= msg.status < 300
-                    if opened or req.target.rpartition(":")[2] == "443":
+                    drop, opened = connect_answer(req, msg.status)
+                    if drop:
                         attempts = [a for a in attempts if a is not att]
-                    if opened:
-                        tunnel = req.target[:255]
+                    tunnel = opened or tunnel
     if upgraded is not None:
         upgraded[2] = [f for _, f in st.frames][: 2 * limits.max_frames]
     handshakes, otas = [], []
