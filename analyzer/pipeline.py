@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from analyzer.handshake import Conversation
 from analyzer.limits import DEFAULT_LIMITS, Limits
-from analyzer.model import Anomaly, Endpoint, Handshake, OtaExchange, Payload, Segment
+from analyzer.model import Anomaly, Endpoint, Handshake, OtaExchange, Payload, Segment, Transport
 from analyzer.tls.session import fatal_alert
 from analyzer.tls.session import handshake_failed as tls_handshake_failed
 
@@ -36,6 +36,16 @@ class Harvest:
     # from another handshake with the same server did not refuse its certificate (a browser's
     # spare or preconnected socket). Bounded: past the limit, no more are added.
     tls_completed: set[tuple[str, Endpoint]] = field(default_factory=set)
+
+    def finished(self, client: Endpoint, server: Endpoint, transport: Transport) -> None:
+        """Counts a finished connection (either engine) and what its TLS showed."""
+        self.connections += 1
+        if transport.client_payload is Payload.TLS and transport.tls_server_hello:
+            self.tls_sessions += 1
+        tls = transport.tls
+        room = len(self.tls_completed) < MAX_TLS_COMPLETED
+        if tls is not None and (tls.completed or tls.decrypted) and room:
+            self.tls_completed.add((client.ip, server))
 
 
 class ConnectionTable:
@@ -131,13 +141,7 @@ class ConnectionTable:
             self.on_close(conv)
         handshakes, otas, transport = conv.finish()
         h = self.harvest
-        h.connections += 1
-        if transport.client_payload is Payload.TLS and transport.tls_server_hello:
-            h.tls_sessions += 1
-        tls = transport.tls
-        if tls is not None and (tls.completed or tls.decrypted) and len(h.tls_completed) < MAX_TLS_COMPLETED:
-            client, server = conv.roles()
-            h.tls_completed.add((client.ip, server))
+        h.finished(*conv.roles(), transport)
         if self.on_done is not None:  # live mode: reported right away, not kept (a capture may run for weeks)
             self.on_done(handshakes, otas)
             return

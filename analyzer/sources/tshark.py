@@ -255,6 +255,11 @@ class _Stream:
     tls: dict[str, Any] = field(default_factory=dict)
     macs: dict[Endpoint, str] = field(default_factory=dict)
 
+    def roles(self) -> tuple[Endpoint, Endpoint]:
+        """(client, server): the one seen acting as client, else the higher port's side."""
+        client = self.client or (self.a if self.a.port > self.b.port else self.b)
+        return client, (self.b if client == self.a else self.a)
+
 
 def harvest(path: str, summary: InputSummary, limits: Limits, keylog: str | None = None) -> Harvest:
     """The whole capture through Wireshark's dissectors, as a `Harvest` of our model types."""
@@ -279,9 +284,7 @@ def harvest(path: str, summary: InputSummary, limits: Limits, keylog: str | None
     out = Harvest()
     for st in sorted(streams.values(), key=lambda s: s.number):
         hss, otas, transport = _results(st, limits)
-        out.connections += 1
-        if transport.client_payload is Payload.TLS and transport.tls_server_hello:
-            out.tls_sessions += 1
+        out.finished(*st.roles(), transport)
         out.handshakes += hss
         out.otas += otas
     return out
@@ -445,8 +448,7 @@ def _tls_details(st: _Stream, client: Endpoint) -> TlsDetails | None:
 
 
 def _results(st: _Stream, limits: Limits) -> tuple[list[Handshake], list[OtaExchange], Transport]:
-    client = st.client or (st.a if st.a.port > st.b.port else st.b)
-    server = st.b if client == st.a else st.a
+    client, server = st.roles()
     cf, sf = st.flags.get(client, 0), st.flags.get(server, 0)
     tls = _tls_details(st, client)
     cpay, spay = st.payload.get(client, Payload.NONE), st.payload.get(server, Payload.NONE)
